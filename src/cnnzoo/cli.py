@@ -1,0 +1,61 @@
+"""The ``cnnzoo`` command. Thin: every subcommand is a module in ``cnnzoo.commands`` with
+``add_parser(subparsers)``, whose parser's ``func(args)`` calls the library.
+
+Bad input (``UserError``, ``ValueError``, a missing file) is one line on stderr and exit 2;
+``CNNZOO_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from typing import List, Optional
+
+from . import __version__, commands
+from .errors import UserError
+
+# The order of `cnnzoo --help`; modules not named here follow alphabetically.
+ORDER = ["train", "eval", "predict", "finetune", "list", "info", "summary", "conv_arith", "cost", "viz",
+         "compare", "benchmark", "export"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnzoo",
+        description="Build, train, fine-tune, analyse and compare the classic CNNs.",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnzoo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    names = [m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
+    names.sort(key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+    for name in names:
+        importlib.import_module(f"{commands.__name__}.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("cnnzoo: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        if os.environ.get("CNNZOO_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, (FileNotFoundError, PermissionError)) and getattr(e, "filename", None) and e.filename not in msg:
+            msg = f"{msg}: {e.filename}"
+        print(f"cnnzoo: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``cnnzoo`` subcommand; each defines ``add_parser(subparsers)``."""

@@ -1,0 +1,131 @@
+"""``cnnzoo eval RUN_DIR|WEIGHTS...``: scores on a dataset split; several runs make an ensemble."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate trained models (several: an ensemble)",
+                       description="Top-1, top-5, per-class accuracy and the confusion matrix (PNG and CSV) of a "
+                       "trained model on the test split. Several runs are also scored as an ensemble that averages "
+                       "their probabilities.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR|WEIGHTS")
+    p.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--data-dir")
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--tta", choices=["flip", "tencrop"], help="test-time augmentation")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", "-o", help="where to write confusion.png/csv (default: RUN_DIR/eval)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=run)
+
+
+def _probs(model, loader, device, tta):
+    import torch
+
+    from ..train.evaluate import predict_logits
+
+    ps, ys = [], []
+    with torch.no_grad():
+        for x, y in loader:
+            ps.append(predict_logits(model, x, tta).exp().cpu())
+            ys.append(y.cpu())
+    return torch.cat(ps), torch.cat(ys)
+
+
+def write_confusion(conf, classes, out_dir: Path) -> None:
+    import csv
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "confusion.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["true\\pred", *classes])
+        for c, row in zip(classes, conf.tolist()):
+            w.writerow([c, *row])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * n + 2), max(4, 0.5 * n + 1.5)), dpi=100)
+    norm = conf.double() / conf.sum(1, keepdim=True).clamp_min(1)
+    ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                v = int(conf[i, j])
+                if v:
+                    ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title("confusion matrix (row-normalised colour, counts)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "confusion.png")
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data import load_dataset, make_loader
+    from ..errors import UserError
+    from ..inference import run_meta
+    from ..train.checkpoint import load_model
+    from ..train.evaluate import metrics_from_probs
+    from ..train.trainer import resolve_device
+
+    device = resolve_device(args.device)
+    members, all_probs, labels, classes = [], [], None, None
+    for spec in args.runs:
+        model, meta = load_model(spec, device)
+        rm = run_meta(meta, model)
+        data = args.data or meta.get("data")
+        if not data:
+            raise UserError(f"{spec} does not say which data it was trained on; pass --data")
+        ds = load_dataset(data, args.data_dir)
+        split = ds.test if args.split == "test" else ds.train
+        if split is None:
+            raise UserError(f"{data} has no {args.split} split")
+        if len(ds.classes) != model.num_classes:
+            raise UserError(f"{spec} predicts {model.num_classes} classes but {data} has {len(ds.classes)}")
+        loader = make_loader(split, batch_size=args.batch_size, train=False, image_size=tuple(rm["image_size"]),
+                             mean=rm["mean"], std=rm["std"], device=device, in_chans=rm["in_chans"])
+        probs, y = _probs(model, loader, device, args.tta)
+        if labels is not None and not torch.equal(labels, y):
+            raise UserError("ensemble members must be evaluated on the same data")
+        labels, classes = y, list(ds.classes)
+        all_probs.append(probs)
+        members.append((spec, metrics_from_probs(probs, y, len(classes))))
+    report = {"members": [{"run": s, "top1": m["top1"], "top5": m["top5"], "loss": m["loss"], "n": m["n"]}
+                          for s, m in members]}
+    final = members[0][1]
+    if len(members) > 1:
+        final = metrics_from_probs(torch.stack(all_probs).mean(0), labels, len(classes))
+        report["ensemble"] = {"top1": final["top1"], "top5": final["top5"], "loss": final["loss"]}
+    report.update(top1=final["top1"], top5=final["top5"], loss=final["loss"], n=final["n"], split=args.split,
+                  tta=args.tta, per_class=dict(zip(classes, final["per_class"])))
+    first = Path(args.runs[0])
+    out = Path(args.output) if args.output else (first / "eval" if first.is_dir() else first.with_name(first.stem + "-eval"))
+    write_confusion(final["confusion"], classes, out)
+    report["confusion_png"] = str(out / "confusion.png")
+    report["confusion_csv"] = str(out / "confusion.csv")
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+        return 0
+    for s, m in members:
+        print(f"{s}: top1 {m['top1']:.4f}  top5 {m['top5']:.4f}  loss {m['loss']:.4f}  ({m['n']:,} images)")
+    if len(members) > 1:
+        print(f"ensemble of {len(members)}: top1 {final['top1']:.4f}  top5 {final['top5']:.4f}  loss {final['loss']:.4f}")
+    print("per-class accuracy:")
+    for c, a in zip(classes, final["per_class"]):
+        print(f"  {a:7.2%}  {c}")
+    print(f"confusion matrix: {report['confusion_png']}, {report['confusion_csv']}")
+    return 0

@@ -1,0 +1,126 @@
+"""``cnnzoo train``: train a model on a dataset into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Common flags and the config key each one sets.
+FLAGS = {
+    "model": "model.name",
+    "data": "data.name",
+    "data_dir": "data.dir",
+    "epochs": "train.epochs",
+    "batch_size": "data.batch_size",
+    "lr": "optim.lr",
+    "output": "run.output",
+    "seed": "train.seed",
+    "device": "train.device",
+    "precision": "train.precision",
+    "val_split": "data.val_split",
+    "pretrained": "model.pretrained",
+}
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """The flags ``train`` and ``finetune`` share."""
+    p.add_argument("-c", "--config", metavar="YAML", help="a recipe, e.g. configs/resnet20_fashion-mnist.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set optim.lr=0.05 --set model.kwargs.drop_rate=0.2")
+    p.add_argument("--model", help="registry name (cnnzoo list)")
+    p.add_argument("--data", help="digits | mnist | fashion-mnist | kmnist | cifar10 | cifar100 | folder")
+    p.add_argument("--data-dir", help="where the dataset's files are")
+    p.add_argument("--download", action="store_true", help="download the dataset with torchvision (needs a network)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--val-split", type=float, help="fraction of train held out for validation (default 0.1)")
+    p.add_argument("--output", "-o", help="run directory (default runs/<model>-<data>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run where it stopped")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms: bit-exact reruns")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--pretrained", metavar="PATH", help="start from these weights (see docs/transfer.md)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar, epoch lines only")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model", description="Train a model on a dataset. Settings come from "
+                       "defaults, a YAML recipe (-c), the flags below and --set overrides, in that order.")
+    add_common(p)
+    p.add_argument("--nproc", type=int, default=1, help="processes on this machine, launched with torchrun (DDP)")
+    p.set_defaults(func=run)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    from ..train.config import parse_override
+
+    ov = {}
+    for flag, key in FLAGS.items():
+        v = getattr(args, flag, None)
+        if v is not None:
+            ov[key] = v
+    if args.download:
+        ov["data.download"] = True
+    if args.deterministic:
+        ov["train.deterministic"] = True
+    if args.no_progress:
+        ov["run.progress"] = "none"
+    for item in args.set:
+        k, v = parse_override(item)
+        ov[k] = v
+    return ov
+
+
+def build_config(args: argparse.Namespace):
+    from ..train.config import load_config
+
+    config = args.config
+    if args.resume and not config:
+        config = os.path.join(args.resume, "config.yaml")
+        if not os.path.isfile(config):
+            from ..errors import UserError
+
+            raise UserError(f"cannot resume {args.resume}: no config.yaml there; is it a cnnzoo run directory?")
+    ov = overrides_from_args(args)
+    if args.resume:
+        ov.pop("run.output", None)
+    return load_config(config, ov)
+
+
+def launch_torchrun(nproc: int) -> int:
+    """Re-run this command under torchrun with ``nproc`` processes on this machine."""
+    import subprocess
+
+    argv = [a for a in sys.argv[1:]]
+    cleaned, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "cnnzoo", *cleaned]
+    return subprocess.call(cmd)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train.trainer import Interrupted, fit
+
+    if getattr(args, "nproc", 1) > 1 and "RANK" not in os.environ:
+        return launch_torchrun(args.nproc)
+    cfg = build_config(args)
+    try:
+        fit(cfg, resume=args.resume, overwrite=args.overwrite)
+    except Interrupted as e:
+        print(f"cnnzoo: {e}", file=sys.stderr)
+        return 128 + e.signum
+    return 0

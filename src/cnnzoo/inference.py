@@ -1,0 +1,53 @@
+"""Turning images into model inputs and model outputs into answers, for trained runs."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["preprocess", "top_k"]
+
+
+def preprocess(images: torch.Tensor, image_size: Sequence[int], mean: Sequence[float], std: Sequence[float],
+               in_chans: int) -> torch.Tensor:
+    """uint8 ``C x H x W`` (or ``N x C x H x W``) -> the normalised float batch the model was trained on."""
+    x = images if images.dim() == 4 else images.unsqueeze(0)
+    x = x.float() / 255.0
+    if x.shape[1] != in_chans:
+        if in_chans == 1:  # ITU-R 601 luma, as PIL's "L" conversion
+            w = torch.tensor([0.299, 0.587, 0.114])[: x.shape[1]]
+            x = (x * (w / w.sum()).view(1, -1, 1, 1)).sum(1, keepdim=True)
+        elif x.shape[1] == 1:
+            x = x.repeat(1, in_chans, 1, 1)
+        else:
+            x = x[:, :in_chans]
+    size = tuple(int(s) for s in image_size)
+    if tuple(x.shape[-2:]) != size:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    m = torch.tensor(list(mean), dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(list(std), dtype=x.dtype).view(1, -1, 1, 1)
+    if m.shape[1] != x.shape[1]:
+        m, s = m.mean().view(1, 1, 1, 1), s.mean().view(1, 1, 1, 1)
+    return (x - m) / s
+
+
+def top_k(probs: torch.Tensor, classes: List[str], k: int = 5) -> List[List[Tuple[str, float]]]:
+    k = min(k, probs.shape[1])
+    p, i = probs.topk(k, 1)
+    return [[(classes[j] if j < len(classes) else str(j), float(q)) for q, j in zip(pr.tolist(), ix.tolist())]
+            for pr, ix in zip(p, i)]
+
+
+def run_meta(meta: Dict[str, Any], model) -> Dict[str, Any]:
+    """The preprocessing a model needs, from its weights' metadata (ImageNet defaults otherwise)."""
+    from .registry import model_info
+
+    info = model_info(model.model_name) if getattr(model, "model_name", "") else None
+    size = meta.get("image_size") or (list(info.input_size[1:]) if info else [224, 224])
+    c = int(meta.get("in_chans") or model.in_chans)
+    mean = meta.get("mean") or ([0.485, 0.456, 0.406] if c == 3 else [0.5] * c)
+    std = meta.get("std") or ([0.229, 0.224, 0.225] if c == 3 else [0.5] * c)
+    classes = meta.get("classes") or [str(i) for i in range(model.num_classes)]
+    return {"image_size": size, "in_chans": c, "mean": mean, "std": std, "classes": classes}

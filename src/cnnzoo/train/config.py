@@ -1,0 +1,311 @@
+"""Training settings: one typed, validated object from defaults, a YAML recipe and overrides.
+
+Defaults live here and only here. A recipe (``configs/*.yaml``) and ``--set section.key=value``
+overrides may only name settings that exist, with values of the right type: an unknown key is
+an error that suggests the closest one, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import yaml
+
+from ..errors import UserError
+
+__all__ = ["Config", "load_config", "apply_overrides", "config_to_dict", "config_from_dict", "resume_conflicts"]
+
+
+@dataclass
+class ModelConfig:
+    name: str = "lenet5"
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # architecture options: small_input, drop_rate, ...
+    pretrained: Optional[str] = None  # weights to start from (see cnnzoo.transfer)
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # digits | mnist | fashion-mnist | kmnist | cifar10 | cifar100 | folder
+    dir: Optional[str] = None  # where the files are (default: the dataset's usual places)
+    download: bool = False  # fetch with torchvision's downloaders (needs a network)
+    val_split: float = 0.1  # fraction of train held out for validation, stratified, seeded
+    image_size: Optional[int] = None  # resize to this (default: what the model asks for)
+    batch_size: int = 128
+    eval_batch_size: Optional[int] = None  # default: 2 x batch_size
+    num_workers: int = 2  # folder datasets only
+    hflip: bool = False  # random horizontal flip
+    translate: int = 0  # pad-and-random-crop, pixels
+    rotate: float = 0.0  # random rotation, max degrees
+    color: float = 0.0  # brightness/contrast/saturation jitter strength
+    pca_lighting: float = 0.0  # AlexNet's PCA colour noise, alpha std (0.1 in the paper)
+    erasing: float = 0.0  # random erasing probability per image
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam | adamw | rmsprop
+    lr: float = 0.05  # peak learning rate
+    momentum: float = 0.9  # sgd, rmsprop
+    nesterov: bool = False  # sgd
+    weight_decay: float = 5e-4
+    decay_norm_and_bias: bool = False  # False: no weight decay on norm and bias parameters
+    betas: Tuple[float, float] = (0.9, 0.999)  # adam, adamw
+    eps: float = 1e-8
+    alpha: float = 0.99  # rmsprop smoothing
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "cosine"  # constant | step | multistep | exponential | cosine | onecycle
+    warmup_epochs: float = 0.0  # linear warm-up from warmup_start x lr
+    warmup_start: float = 0.1
+    step_size: float = 30.0  # step: epochs between decays
+    milestones: List[float] = field(default_factory=lambda: [30.0, 60.0, 80.0])  # multistep, epochs
+    gamma: float = 0.1  # step, multistep; exponential: per-epoch factor
+    min_lr: float = 0.0  # cosine floor
+    pct_start: float = 0.25  # onecycle: fraction of the run spent rising
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    label_smoothing: float = 0.0
+    aux_weight: Optional[float] = None  # auxiliary-head loss weight (default: the model's, 0.3 for GoogLeNet)
+    ema: bool = False  # keep an exponential moving average of the weights, evaluate with it
+    ema_decay: float = 0.999
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16: CUDA only, with a gradient scaler)
+    channels_last: bool = True
+    grad_clip: Optional[float] = None  # max global gradient norm
+    compile: bool = False  # torch.compile the model
+    seed: int = 0
+    deterministic: bool = False  # deterministic algorithms (bit-exact reruns and resumes)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    tta: Optional[str] = None  # test-time augmentation for the final evaluation: flip | tencrop
+
+
+@dataclass
+class RunConfig:
+    output: Optional[str] = None  # run directory (default: runs/<model>-<data>-<time>)
+    checkpoint_every: int = 1  # epochs between checkpoints
+    tensorboard: bool = True
+    progress: str = "auto"  # auto (a bar on a terminal) | bar | none
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+# Short forms accepted by ``--set`` and in recipes: ``opt.lr`` is ``optim.lr``.
+ALIASES = {"opt": "optim", "sched": "schedule"}
+
+# Settings a resumed run may change; anything else must match the stored config.
+RESUME_MUTABLE = {"train.epochs", "run.output", "run.progress", "run.tensorboard", "run.checkpoint_every",
+                  "data.num_workers", "data.dir", "data.download", "train.device", "data.eval_batch_size"}
+
+CHOICES = {
+    "optim.name": ("sgd", "adam", "adamw", "rmsprop"),
+    "schedule.name": ("constant", "step", "multistep", "exponential", "cosine", "onecycle"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "run.progress": ("auto", "bar", "none"),
+    "train.tta": (None, "flip", "tencrop"),
+}
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(options)}"
+
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` converted to ``tp`` where lossless (int -> float), else raise UserError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(value, inner[0], key)
+    if tp is Any:
+        return value
+    bad = UserError(f"config key {key!r} must be {_type_name(tp)}, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    if origin in (list, List):
+        if isinstance(value, (list, tuple)):
+            return [_check_type(v, args[0], key) for v in value]
+        raise bad
+    if origin in (tuple, Tuple):
+        if isinstance(value, (list, tuple)) and len(value) == len(args):
+            return tuple(_check_type(v, a, key) for v, a in zip(value, args))
+        raise bad
+    if origin in (dict, Dict):
+        if isinstance(value, dict):
+            return dict(value)
+        raise bad
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Union:
+        return " or ".join(_type_name(a) for a in args)
+    if tp is type(None):
+        return "null"
+    if origin is not None:
+        return f"a {origin.__name__} of {', '.join(_type_name(a) for a in args)}"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _hints(cls) -> Dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _set(cfg: Config, key: str, value: Any) -> None:
+    parts = key.split(".")
+    if parts[0] in ALIASES:
+        parts[0] = ALIASES[parts[0]]
+    sections = [f.name for f in fields(Config)]
+    if parts[0] not in sections:
+        raise UserError(f"unknown config section {parts[0]!r}{_suggest(parts[0], sections)}")
+    section = getattr(cfg, parts[0])
+    if len(parts) == 1:
+        if not isinstance(value, dict):
+            raise UserError(f"config section {parts[0]!r} must be a mapping of settings")
+        for k, v in value.items():
+            _set(cfg, f"{parts[0]}.{k}", v)
+        return
+    name = parts[1]
+    hints = _hints(type(section))
+    if name not in hints:
+        raise UserError(f"unknown config key '{parts[0]}.{name}'{_suggest(name, list(hints))}")
+    full = f"{parts[0]}.{name}"
+    if len(parts) > 2:  # model.kwargs.small_input=true
+        if hints[name] is not Dict[str, Any] and typing.get_origin(hints[name]) is not dict:
+            raise UserError(f"config key {full!r} has no sub-keys")
+        getattr(section, name)[".".join(parts[2:])] = value
+        return
+    value = _check_type(value, hints[name], full)
+    setattr(section, name, value)
+
+
+def validate(cfg: Config) -> Config:
+    """Range and choice checks, each failing with one line that says what to do."""
+    for key, choices in CHOICES.items():
+        sec, name = key.split(".")
+        v = getattr(getattr(cfg, sec), name)
+        if v not in choices:
+            shown = ", ".join("null" if c is None else c for c in choices)
+            raise UserError(f"{key} must be one of {shown}, got {v!r}")
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise UserError(msg)
+
+    need(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}")
+    need(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
+    need(0 <= cfg.optim.momentum < 1, f"optim.momentum must be in [0, 1), got {cfg.optim.momentum}")
+    need(cfg.data.batch_size >= 1, f"data.batch_size must be at least 1, got {cfg.data.batch_size}")
+    need(cfg.data.eval_batch_size is None or cfg.data.eval_batch_size >= 1,
+         f"data.eval_batch_size must be at least 1, got {cfg.data.eval_batch_size}")
+    need(cfg.train.epochs >= 1, f"train.epochs must be at least 1, got {cfg.train.epochs}")
+    need(0 <= cfg.data.val_split < 1, f"data.val_split must be in [0, 1), got {cfg.data.val_split}")
+    need(0 <= cfg.train.label_smoothing < 1, f"train.label_smoothing must be in [0, 1), got {cfg.train.label_smoothing}")
+    need(0 < cfg.train.ema_decay < 1, f"train.ema_decay must be in (0, 1), got {cfg.train.ema_decay}")
+    need(cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "train.grad_clip must be positive or null")
+    need(cfg.schedule.warmup_epochs >= 0, "schedule.warmup_epochs must be >= 0")
+    need(0 < cfg.schedule.gamma <= 1, f"schedule.gamma must be in (0, 1], got {cfg.schedule.gamma}")
+    need(cfg.data.image_size is None or cfg.data.image_size >= 1, "data.image_size must be positive")
+    need(cfg.run.checkpoint_every >= 1, "run.checkpoint_every must be at least 1")
+    need(cfg.data.translate >= 0 and cfg.data.rotate >= 0 and cfg.data.color >= 0, "augmentation strengths must be >= 0")
+    need(0 <= cfg.data.erasing <= 1, f"data.erasing is a probability, got {cfg.data.erasing}")
+    return cfg
+
+
+def parse_override(text: str) -> Tuple[str, Any]:
+    """``"opt.lr=0.05"`` -> ``("opt.lr", 0.05)``; the value is read as YAML (numbers, true, null, [1, 2])."""
+    if "=" not in text:
+        raise UserError(f"--set takes key=value (e.g. --set optim.lr=0.05), got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_overrides(cfg: Config, overrides: Dict[str, Any]) -> Config:
+    for k, v in overrides.items():
+        _set(cfg, k, v)
+    return cfg
+
+
+def config_from_dict(d: Dict[str, Any]) -> Config:
+    cfg = Config()
+    if not isinstance(d, dict):
+        raise UserError("a config file must be a YAML mapping of sections (model:, data:, optim:, ...)")
+    for k, v in d.items():
+        _set(cfg, str(k), v)
+    return cfg
+
+
+def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file {str(p)!r} not found; pass a YAML recipe such as configs/lenet5_fashion-mnist.yaml")
+    try:
+        d = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise UserError(f"YAML syntax error in {p}{where}: {problem}") from None
+    return d or {}
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> Config:
+    """Defaults <- recipe file <- overrides, then validated."""
+    cfg = config_from_dict(load_yaml(path)) if path else Config()
+    return validate(apply_overrides(cfg, overrides or {}))
+
+
+def config_to_dict(cfg: Config) -> Dict[str, Any]:
+    d = dataclasses.asdict(cfg)
+    d["optim"]["betas"] = list(d["optim"]["betas"])
+    return d
+
+
+def resume_conflicts(stored: Config, new: Config) -> List[str]:
+    """The settings that differ between a stored run and a resume request and may not."""
+    a, b = config_to_dict(stored), config_to_dict(new)
+    out = []
+    for sec in a:
+        for k in a[sec]:
+            key = f"{sec}.{k}"
+            if key not in RESUME_MUTABLE and a[sec][k] != b[sec][k]:
+                out.append(f"{key} ({a[sec][k]!r} -> {b[sec][k]!r})")
+    return out
