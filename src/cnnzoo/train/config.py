@@ -26,6 +26,9 @@ class ModelConfig:
     name: str = "lenet5"
     kwargs: Dict[str, Any] = field(default_factory=dict)  # architecture options: small_input, drop_rate, ...
     pretrained: Optional[str] = None  # weights to start from (see cnnzoo.transfer)
+    freeze_until: Optional[str] = None  # freeze the stages up to and including this one (model_info stages)
+    freeze: List[str] = field(default_factory=list)  # freeze parameters whose names match these wildcards
+    freeze_bn: bool = False  # BatchNorm in eval mode with frozen affine parameters
 
 
 @dataclass
@@ -57,6 +60,7 @@ class OptimConfig:
     betas: Tuple[float, float] = (0.9, 0.999)  # adam, adamw
     eps: float = 1e-8
     alpha: float = 0.99  # rmsprop smoothing
+    stage_lr_decay: Optional[float] = None  # discriminative rates: each earlier stage gets this x the next one's
 
 
 @dataclass
@@ -239,6 +243,8 @@ def validate(cfg: Config) -> Config:
     need(cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "train.grad_clip must be positive or null")
     need(cfg.schedule.warmup_epochs >= 0, "schedule.warmup_epochs must be >= 0")
     need(0 < cfg.schedule.gamma <= 1, f"schedule.gamma must be in (0, 1], got {cfg.schedule.gamma}")
+    need(cfg.optim.stage_lr_decay is None or 0 < cfg.optim.stage_lr_decay <= 1,
+         "optim.stage_lr_decay must be in (0, 1]")
     need(cfg.data.image_size is None or cfg.data.image_size >= 1, "data.image_size must be positive")
     need(cfg.run.checkpoint_every >= 1, "run.checkpoint_every must be at least 1")
     need(cfg.data.translate >= 0 and cfg.data.rotate >= 0 and cfg.data.color >= 0, "augmentation strengths must be >= 0")

@@ -198,6 +198,7 @@ class Trainer:
 
         model = create_model(cfg.model.name, num_classes=len(self.classes), in_chans=ds.in_chans,
                              pretrained=cfg.model.pretrained, **plan.kwargs)
+        self._apply_transfer(model)
         self.aux_weight = cfg.train.aux_weight if cfg.train.aux_weight is not None else getattr(model, "aux_weight", 0.0)
         self.in_chans = model.in_chans
         model = model.to(self.device)
@@ -224,8 +225,7 @@ class Trainer:
 
         self.ddp_model = dist.wrap(model, self.device)
         self.optimizer = build_optimizer(
-            param_groups(model, cfg.optim.weight_decay, cfg.optim.decay_norm_and_bias,
-                         getattr(self, "lr_scale", None)), cfg.optim)
+            param_groups(model, cfg.optim.weight_decay, cfg.optim.decay_norm_and_bias, self.lr_scale), cfg.optim)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.ema = None
         if cfg.train.ema:
@@ -240,6 +240,21 @@ class Trainer:
         self.train_seconds = 0.0
         if self.resume:
             self._load_checkpoint()
+
+    def _apply_transfer(self, model: nn.Module) -> None:
+        from ..transfer import format_table, freeze, freeze_bn, stage_lr_scale, trainable_table
+
+        cfg = self.cfg.model
+        report = getattr(model, "pretrained_report", None)
+        if report is not None:
+            self.log(report.summary())
+        if cfg.freeze_bn:
+            self.log(f"BatchNorm frozen: {freeze_bn(model)} layers keep their statistics and affine parameters")
+        frozen = freeze(model, cfg.freeze_until, cfg.freeze)
+        if frozen or cfg.freeze_bn or report is not None:
+            self.log(format_table(trainable_table(model)))
+        decay = self.cfg.optim.stage_lr_decay
+        self.lr_scale = stage_lr_scale(model, decay) if decay else None
 
     def _zero_acc(self) -> Dict[str, torch.Tensor]:
         z = lambda dt: torch.zeros((), device=self.device, dtype=dt)  # noqa: E731
