@@ -95,13 +95,12 @@ def _classifier_keys(model: nn.Module) -> List[str]:
     return names
 
 
-def load_pretrained(model: nn.Module, path: Union[str, Path], strict_arch: float = 0.5,
-                    verbose: bool = False) -> LoadReport:
+def load_pretrained(model: nn.Module, path: Union[str, Path], verbose: bool = False) -> LoadReport:
     """Load weights from ``path`` into ``model``, adapting head and input channels.
 
     Raises:
-        UserError: when the checkpoint is of another architecture (too few names or shapes
-            match), listing the mismatched keys.
+        UserError: when the checkpoint is of another architecture (a tensor of the body is
+            missing, of another shape, or left over), listing the mismatched keys.
     """
     from .compat import convert_torchvision_state_dict
 
@@ -139,15 +138,14 @@ def load_pretrained(model: nn.Module, path: Union[str, Path], strict_arch: float
         else:
             mismatched.append(f"{k} {tuple(src.shape)} vs {tuple(v.shape)}")
     report.skipped = [k for k in sd if k not in own]
-    body = [k for k in own if k not in heads and not k.endswith("num_batches_tracked")]
-    matched = sum(1 for k in body if k in new)
-    if mismatched and (matched < strict_arch * max(1, len(body)) or src_model and src_model != name):
-        what = f" (it is a {src_model})" if src_model and src_model != name else ""
-        raise UserError(f"{path} is a checkpoint of another architecture than {name}{what}: "
-                        f"{len(mismatched)} tensors do not fit, e.g. {'; '.join(mismatched[:3])}")
+    # Tensors of the file that the model has no place for, beyond auxiliary heads: another network.
+    extra = [k for k in report.skipped if "aux" not in k and not k.endswith("num_batches_tracked")]
+    mismatched += [f"{k} unused" for k in extra]
     if mismatched:
-        raise UserError(f"{path} does not fit {name}: {'; '.join(mismatched[:3])}"
-                        f"{f' (+{len(mismatched) - 3} more)' if len(mismatched) > 3 else ''}")
+        what = f" (it is a {src_model})" if src_model and src_model != name else ""
+        more = f" (+{len(mismatched) - 3} more)" if len(mismatched) > 3 else ""
+        raise UserError(f"{path} is a checkpoint of another architecture than {name}{what}: "
+                        f"{len(mismatched)} tensors do not fit, e.g. {'; '.join(mismatched[:3])}{more}")
     model.load_state_dict(new, strict=False)
     report.reinitialised = sorted(set(report.reinitialised))
     report.loaded = sorted(new)

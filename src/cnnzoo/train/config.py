@@ -37,6 +37,7 @@ class DataConfig:
     dir: Optional[str] = None  # where the files are (default: the dataset's usual places)
     download: bool = False  # fetch with torchvision's downloaders (needs a network)
     val_split: float = 0.1  # fraction of train held out for validation, stratified, seeded
+    per_class: Optional[int] = None  # keep only this many labelled training images per class (seeded)
     image_size: Optional[int] = None  # resize to this (default: what the model asks for)
     batch_size: int = 128
     eval_batch_size: Optional[int] = None  # default: 2 x batch_size
@@ -245,6 +246,7 @@ def validate(cfg: Config) -> Config:
     need(0 < cfg.schedule.gamma <= 1, f"schedule.gamma must be in (0, 1], got {cfg.schedule.gamma}")
     need(cfg.optim.stage_lr_decay is None or 0 < cfg.optim.stage_lr_decay <= 1,
          "optim.stage_lr_decay must be in (0, 1]")
+    need(cfg.data.per_class is None or cfg.data.per_class >= 1, "data.per_class must be at least 1")
     need(cfg.data.image_size is None or cfg.data.image_size >= 1, "data.image_size must be positive")
     need(cfg.run.checkpoint_every >= 1, "run.checkpoint_every must be at least 1")
     need(cfg.data.translate >= 0 and cfg.data.rotate >= 0 and cfg.data.color >= 0, "augmentation strengths must be >= 0")

@@ -125,6 +125,24 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
     return InputPlan(kwargs, int(size), "; ".join(notes))
 
 
+def take_per_class(data, n: int, seed: int):
+    """The first ``n`` images of each class in a seeded shuffle: a small labelled set for few-shot runs."""
+    from ..data import FolderData, ImageData
+
+    labels = data.labels if isinstance(data, ImageData) else torch.tensor([c for _, c in data.samples])
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed + 7919))
+    keep, count = [], {}
+    for i in perm.tolist():
+        c = int(labels[i])
+        if count.get(c, 0) < n:
+            count[c] = count.get(c, 0) + 1
+            keep.append(i)
+    idx = torch.tensor(sorted(keep))
+    if isinstance(data, ImageData):
+        return ImageData(data.images[idx], data.labels[idx])
+    return FolderData([data.samples[i] for i in idx.tolist()])
+
+
 # ----------------------------------------------------------------------------------------- the run
 
 
@@ -190,6 +208,8 @@ class Trainer:
         train, val = ds.train, None
         if cfg.data.val_split > 0:
             train, val = split_validation(ds.train, cfg.data.val_split, cfg.train.seed)
+        if cfg.data.per_class:
+            train = take_per_class(train, cfg.data.per_class, cfg.train.seed)
         self.classes = list(ds.classes)
         plan = plan_input(cfg.model.name, int(ds.image_size[0]), cfg.model.kwargs, cfg.data.image_size)
         if plan.note:
@@ -213,15 +233,18 @@ class Trainer:
                       channels_last=cfg.train.channels_last, in_chans=self.in_chans,
                       num_workers=cfg.data.num_workers)
         ebs = cfg.data.eval_batch_size or 2 * cfg.data.batch_size
-        self.train_loader = make_loader(train, batch_size=cfg.data.batch_size, train=True, augment=aug,
+        bs = cfg.data.batch_size
+        if len(train) == 0:
+            raise UserError(f"the training split of {cfg.data.name} is empty; check the data directory")
+        if len(train) < bs:
+            bs = len(train)
+            self.log(f"the training split has only {bs} images: one batch of {bs} per step")
+        self.train_loader = make_loader(train, batch_size=bs, train=True, augment=aug,
                                         seed=cfg.train.seed, rank=self.rank, world_size=self.world, **common)
         self.val_loader = make_loader(val, batch_size=ebs, train=False, **common) if val is not None else None
         self.test_loader = make_loader(ds.test, batch_size=ebs, train=False, **common) if ds.test is not None else None
         self.data_seconds = time.perf_counter() - t0
         self.steps_per_epoch = len(self.train_loader)
-        if self.steps_per_epoch == 0:
-            raise UserError(f"the training split has fewer images than one batch ({cfg.data.batch_size}); "
-                            "lower --batch-size")
 
         self.ddp_model = dist.wrap(model, self.device)
         self.optimizer = build_optimizer(
@@ -458,6 +481,7 @@ class Trainer:
         model = self.eval_model()
         results: Dict[str, Any] = {
             "model": self.model_name, "data": self.cfg.data.name, "params": sum(p.numel() for p in model.parameters()),
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "epochs": self.epoch, "image_size": list(self.image_size), "device": str(self.device),
             "precision": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
             "train_seconds": round(self.train_seconds, 3), "data_seconds": round(self.data_seconds, 3),
