@@ -1,0 +1,175 @@
+"""The data types every source returns, the validation split and the per-channel statistics.
+
+A source gives a :class:`Dataset`: its splits are either :class:`ImageData` (uint8 images held in
+memory, the small datasets) or :class:`FolderData` (a list of image files, streamed). Everything
+downstream (the loaders, the trainer) only sees these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from ..errors import UserError
+
+__all__ = ["ImageData", "FolderData", "Dataset", "Split", "split_validation", "channel_stats",
+           "IMAGENET_MEAN", "IMAGENET_STD", "LUMA"]
+
+# ImageNet's per-channel statistics on a 0..1 scale, the convention for photographs of unknown origin.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# ITU-R BT.601 luma weights, what PIL's convert("L") uses.
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class ImageData:
+    """An in-memory split.
+
+    Attributes:
+        images: uint8, N x C x H x W, on the CPU.
+        labels: int64, N.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class FolderData:
+    """A streamed split: ``(path, class index)`` per image file."""
+
+    samples: List[Tuple[str, int]]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return torch.tensor([c for _, c in self.samples], dtype=torch.int64)
+
+
+Split = Union[ImageData, FolderData]
+
+
+@dataclass
+class Dataset:
+    """A dataset as the trainer sees it.
+
+    Attributes:
+        name: the dataset's name in :data:`cnnzoo.data.DATASETS`.
+        train: the training split.
+        test: the test split, or None where the dataset has none (then validation is carved from train).
+        classes: class names, index = label.
+        in_chans: channels of the stored images (1 or 3).
+        image_size: H, W of the stored images (folder: the first image's size).
+        mean: per-channel mean on a 0..1 scale, over the training images (folder: ImageNet's).
+        std: per-channel standard deviation, same scale.
+    """
+
+    name: str
+    train: Split
+    test: Optional[Split]
+    classes: List[str]
+    in_chans: int
+    image_size: Tuple[int, int]
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _stratified_pick(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """A boolean mask selecting ``round(N * fraction)`` samples, each class in proportion, seeded."""
+    n = int(labels.numel())
+    total = int(round(n * fraction))
+    classes, counts = torch.unique(labels, return_counts=True)
+    exact = counts.double() * fraction
+    quota = exact.floor().long()
+    # Largest remainders get the leftover picks, so the total is exactly round(N * fraction).
+    left = total - int(quota.sum())
+    if left > 0:
+        order = torch.argsort(-(exact - quota.double()), stable=True)[:left]
+        quota[order] += 1
+    g = torch.Generator().manual_seed(int(seed))
+    mask = torch.zeros(n, dtype=torch.bool)
+    for c, q in zip(classes.tolist(), quota.tolist()):
+        idx = torch.nonzero(labels == c).flatten()
+        mask[idx[torch.randperm(idx.numel(), generator=g)[:q]]] = True
+    return mask
+
+
+def split_validation(data: Split, fraction: float, seed: int) -> Tuple[Split, Split]:
+    """Hold out ``fraction`` of ``data``, stratified by class and seeded: ``(train, val)``.
+
+    The same seed gives the same split; the two parts are disjoint and keep the original order.
+
+    Args:
+        data: the split to divide.
+        fraction: share of the images held out, 0 < fraction < 1.
+        seed: the seed of the random pick.
+    """
+    if not isinstance(fraction, (int, float)) or not 0.0 < float(fraction) < 1.0:
+        raise UserError(f"validation fraction must be between 0 and 1 (exclusive), got {fraction!r}; "
+                        "use e.g. 0.1")
+    labels = data.labels
+    n = int(labels.numel())
+    held = int(round(n * fraction))
+    if held < 1 or held > n - 1:
+        raise UserError(f"a validation fraction of {fraction} of {n} images leaves an empty part; "
+                        "choose a fraction that keeps at least one image on each side")
+    mask = _stratified_pick(labels, float(fraction), seed)
+    keep = torch.nonzero(~mask).flatten()
+    val = torch.nonzero(mask).flatten()
+    if isinstance(data, ImageData):
+        return (ImageData(data.images[keep], data.labels[keep]), ImageData(data.images[val], data.labels[val]))
+    return (FolderData([data.samples[i] for i in keep.tolist()]), FolderData([data.samples[i] for i in val.tolist()]))
+
+
+def channel_stats(images: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """Exact per-channel mean and std (0..1 scale) of uint8 N x C x H x W images, from 256-bin histograms.
+
+    Histograms keep the memory at one channel's worth of bytes, where a float copy of CIFAR would be 600 MB.
+    """
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        hist = torch.bincount(images[:, c].reshape(-1), minlength=256).double()
+        total = hist.sum().clamp_min(1.0)
+        m = float((hist * values).sum() / total)
+        var = float((hist * (values - m) ** 2).sum() / total)
+        means.append(m)
+        stds.append(max(var, 1e-12) ** 0.5)
+    return tuple(means), tuple(stds)
+
+
+def check_split(images: torch.Tensor, labels: torch.Tensor, where: str) -> ImageData:
+    """Validate shapes and dtypes of a decoded split (used by the sources)."""
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise UserError(f"{where}: expected uint8 N x C x H x W images, got {images.dtype} {tuple(images.shape)}; "
+                        "the files are corrupt, download them again")
+    if labels.numel() != images.shape[0]:
+        raise UserError(f"{where}: {images.shape[0]} images but {labels.numel()} labels; "
+                        "the files are corrupt or mismatched, download them again")
+    return ImageData(images, labels.to(torch.int64))
+
+
+def convert_stats(values: Sequence[float], have: int, want: int, kind: str) -> Tuple[float, ...]:
+    """Map per-channel statistics between 1 and 3 channels (grey repeats; colour to grey by luma)."""
+    values = tuple(float(v) for v in values)
+    if len(values) == want:
+        return values
+    if len(values) == 1:
+        return values * want
+    if len(values) == 3 and want == 1:
+        # Luma of the channel statistics: exact for the mean, and for the std when channels move together.
+        return (sum(w * v for w, v in zip(LUMA, values)),)
+    raise UserError(f"{kind} has {len(values)} values but the images have {want} channels (stored: {have}); "
+                    f"give one value per channel")

@@ -1,0 +1,165 @@
+"""Image-folder datasets: ``<dir>/train/<class>/*`` and optionally ``<dir>/val/<class>/*``.
+
+Class names are the sub-directory names of ``train/``, sorted; images may sit in nested folders under
+their class. Files are recognised by extension (:data:`IMAGE_EXTENSIONS`); hidden files are ignored.
+Without ``val/`` the dataset has no test split and the trainer carves validation from ``train/``.
+
+The files are decoded with PIL in DataLoader workers: EXIF rotation applied, converted to grey or RGB,
+resized so the shorter side fits and centre-cropped to the loader's size (no distortion of the aspect
+ratio). A file PIL cannot read comes back as an error message, and the loader skips it with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from .base import IMAGENET_MEAN, IMAGENET_STD, Dataset, FolderData, convert_stats
+
+__all__ = ["IMAGE_EXTENSIONS", "load_folder", "decode_image", "FolderImages", "collate_decoded"]
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
+                    ".pnm"}
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+PROBE = 10  # images opened to guess the nominal size and whether the set is grey
+
+
+def _image_files(d: Path) -> List[str]:
+    out = []
+    for root, dirs, files in os.walk(d, followlinks=True):
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        for f in sorted(files):
+            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
+                out.append(os.path.join(root, f))
+    return out
+
+
+def _scan(split_dir: Path, classes: Optional[List[str]] = None) -> Tuple[List[Tuple[str, int]], List[str]]:
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise UserError(f"{split_dir} has no class directories; put the images in {split_dir}/<class name>/")
+    if classes is None:
+        classes = found
+    else:
+        extra = [c for c in found if c not in classes]
+        if extra:
+            raise UserError(f"{split_dir} has classes not in train/: {', '.join(extra[:5])}; "
+                            "use the same class directory names in train/ and val/")
+    index = {c: i for i, c in enumerate(classes)}
+    samples: List[Tuple[str, int]] = []
+    for c in found:
+        files = _image_files(split_dir / c)
+        if not files:
+            raise UserError(f"class directory {split_dir / c} has no image files "
+                            f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or remove the directory")
+        samples.extend((f, index[c]) for f in files)
+    return samples, classes
+
+
+def decode_image(path: str, mode: Optional[str] = None,
+                 size: Optional[Tuple[int, int]] = None) -> Union[torch.Tensor, str]:
+    """Decode an image file to uint8 C x H x W, or return why it could not be read.
+
+    Args:
+        path: the file.
+        mode: ``"L"`` or ``"RGB"``; None keeps grey images grey and makes everything else RGB.
+        size: H, W to resize to (shorter side fitted, then centre-cropped); None keeps the size.
+    """
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            target = mode or ("L" if im.mode in GREY_MODES else "RGB")
+            if size is not None:
+                side = max(size)
+                im.draft(target, (side, side))  # JPEG: decode at a reduced scale, still >= the target size
+            try:
+                im = ImageOps.exif_transpose(im)
+            except Exception:  # a damaged EXIF block should not cost the picture itself
+                pass
+            if im.mode != target:
+                if im.mode in ("P", "PA", "LA", "La") and target == "RGB":
+                    im = im.convert("RGBA")
+                im = im.convert(target)
+            if size is not None and (im.height, im.width) != tuple(size):
+                im = ImageOps.fit(im, (size[1], size[0]), method=Image.BILINEAR)
+            arr = np.array(im, dtype=np.uint8)
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+        return f"{type(e).__name__}: {e}".strip().rstrip(":")
+    t = torch.from_numpy(arr)
+    return t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
+
+
+class FolderImages(torch.utils.data.Dataset):
+    """Decodes ``samples`` for a DataLoader: items are ``(image or None, label, path, error)``."""
+
+    def __init__(self, samples: List[Tuple[str, int]], mode: str, size: Tuple[int, int]):
+        self.samples, self.mode, self.size = samples, mode, (int(size[0]), int(size[1]))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        path, label = self.samples[i]
+        img = decode_image(path, self.mode, self.size)
+        if isinstance(img, str):
+            return None, label, path, img
+        return img, label, path, ""
+
+
+def collate_decoded(batch):
+    """Stack the decoded images; report the failures instead of raising (the loader counts them)."""
+    ok = [b for b in batch if b[0] is not None]
+    failed = [(b[2], b[3]) for b in batch if b[0] is None]
+    x = torch.stack([b[0] for b in ok]) if ok else None
+    y = torch.tensor([b[1] for b in ok], dtype=torch.int64)
+    return x, y, failed
+
+
+def _probe(samples: List[Tuple[str, int]]) -> Tuple[Tuple[int, int], int]:
+    """Nominal size (the first readable image's) and channels (1 only if every probed image is grey)."""
+    from PIL import Image
+
+    # One image per class first, so a set with a few grey classes is not mistaken for a grey set.
+    firsts, seen = [], set()
+    for path, c in samples:
+        if c not in seen:
+            seen.add(c)
+            firsts.append(path)
+    size, grey, opened = None, True, 0
+    for path in (firsts + [p for p, _ in samples])[:PROBE]:
+        try:
+            with Image.open(path) as im:
+                if size is None:
+                    size = (im.height, im.width)
+                grey = grey and im.mode in GREY_MODES
+                opened += 1
+        except Exception:
+            continue
+    if size is None:
+        size = (224, 224)
+    return size, (1 if grey and opened else 3)
+
+
+def load_folder(data_dir: Optional[str]) -> Dataset:
+    """The ``folder`` dataset: ``data_dir/train/<class>/*`` and optionally ``data_dir/val/<class>/*``."""
+    if not data_dir:
+        raise UserError("the folder dataset needs a directory: pass --data-dir DIR with DIR/train/<class>/*.png")
+    root = Path(data_dir).expanduser()
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise UserError(f"{train_dir} is not a directory; the folder dataset expects {root}/train/<class>/<images> "
+                        f"(and optionally {root}/val/<class>/<images>)")
+    train, classes = _scan(train_dir)
+    test = None
+    if (root / "val").is_dir():
+        test = FolderData(_scan(root / "val", classes)[0])
+    size, in_chans = _probe(train)
+    return Dataset(name="folder", train=FolderData(train), test=test, classes=classes, in_chans=in_chans,
+                   image_size=size, mean=convert_stats(IMAGENET_MEAN, 3, in_chans, "mean"),
+                   std=convert_stats(IMAGENET_STD, 3, in_chans, "std"))
