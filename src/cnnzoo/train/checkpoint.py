@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
@@ -31,6 +34,8 @@ __all__ = [
 ]
 
 FORMAT = "cnnzoo/1"
+# Fault testing: seconds to pause inside every checkpoint write, so a test can kill the process there.
+_WRITE_DELAY = float(os.environ.get("CNNZOO_CHECKPOINT_DELAY", "0") or 0)
 
 
 def atomic_write(path: Union[str, Path], write: Callable[[str], None]) -> Path:
@@ -99,12 +104,16 @@ def save_state(path: Union[str, Path], state: Dict[str, Any]) -> Path:
 def load_state(path: Union[str, Path]) -> Dict[str, Any]:
     """Load training state with ``weights_only=True``: tensors and plain containers only, no code."""
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for the user
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"training state {str(path)!r} not found") from None
     except Exception as e:  # an UnpicklingError for anything but plain data, or a corrupt file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"refusing to load {path}: not a plain-data training state ({first[:200]})") from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        why = f"it asks to run {found.group(1)}" if found else f"{type(e).__name__}"
+        raise UserError(f"refusing to load {path}: not a plain-data training state ({why}); nothing in it was run") \
+            from None
 
 
 def save_checkpoint(run_dir: Union[str, Path], tag: str, model: nn.Module, state: Dict[str, Any],
@@ -112,11 +121,16 @@ def save_checkpoint(run_dir: Union[str, Path], tag: str, model: nn.Module, state
     """Write ``checkpoints/<tag>/{model.safetensors,state.pt}`` then point ``checkpoints/LATEST`` at it."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".*.tmp-*"):  # left by a process killed while writing
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     tmp = root / f".{tag}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     tmp.mkdir()
     save_weights(tmp / "model.safetensors", model, meta)
+    if _WRITE_DELAY:
+        time.sleep(_WRITE_DELAY)
     save_state(tmp / "state.pt", state)
     final = root / tag
     if final.exists():

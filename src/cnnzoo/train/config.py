@@ -90,6 +90,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False  # deterministic algorithms (bit-exact reruns and resumes)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    sync_bn: bool = False  # distributed: SyncBatchNorm (batch statistics over all ranks)
     tta: Optional[str] = None  # test-time augmentation for the final evaluation: flip | tencrop
 
 

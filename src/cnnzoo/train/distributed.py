@@ -13,7 +13,7 @@ import torch.distributed as tdist
 from torch import nn
 
 __all__ = ["init_from_env", "is_distributed", "rank", "world_size", "device_for_rank", "wrap", "all_reduce_sum",
-           "barrier"]
+           "params_identical", "barrier"]
 
 
 def is_distributed() -> bool:
@@ -59,6 +59,18 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
         t = t.clone()
         tdist.all_reduce(t)
     return t
+
+
+def params_identical(model: nn.Module) -> bool:
+    """True when every rank holds bit-identical parameters and buffers (DDP's promise, checked)."""
+    if not is_distributed():
+        return True
+    flat = torch.cat([t.detach().reshape(-1).double() for t in model.state_dict().values() if t.is_floating_point()])
+    mine = torch.stack([flat.sum(), (flat * torch.arange(1, flat.numel() + 1, device=flat.device, dtype=flat.dtype)
+                                     .remainder(97)).sum()])
+    gathered = [torch.zeros_like(mine) for _ in range(world_size())]
+    tdist.all_gather(gathered, mine)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
 def barrier() -> None:

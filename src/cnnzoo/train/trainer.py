@@ -115,7 +115,10 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
     size = image_size or data_size
     with torch.device("meta"):
         m = create_model(name, num_classes=10, in_chans=info.input_size[0], **kwargs)
+    m.model_name = name
     min_size = int(m.min_input_size)
+    if image_size is not None:  # the user's explicit choice: the model's own error if it cannot take it
+        m.check_input(torch.empty(1, info.input_size[0], size, size, device="meta"))
     if size < min_size:
         new = info.input_size[-1] if info.input_size[-1] >= min_size else min_size
         if si.mode == "option" and si.kwargs.items() <= kwargs.items():
@@ -246,7 +249,7 @@ class Trainer:
         self.data_seconds = time.perf_counter() - t0
         self.steps_per_epoch = len(self.train_loader)
 
-        self.ddp_model = dist.wrap(model, self.device)
+        self.ddp_model = dist.wrap(model, self.device, cfg.train.sync_bn)
         self.optimizer = build_optimizer(
             param_groups(model, cfg.optim.weight_decay, cfg.optim.decay_norm_and_bias, self.lr_scale), cfg.optim)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -353,16 +356,15 @@ class Trainer:
     def train_epoch(self) -> Dict[str, float]:
         cfg, model = self.cfg, self.model
         model.train()
-        self.train_loader.set_epoch(self.epoch)
         skip = self.batch_in_epoch
+        self.train_loader.set_epoch(self.epoch, start_batch=skip)
         if skip == 0:
             self.acc = self._zero_acc()
         sync_every = 1 if self.device.type == "cpu" else 25
         self.progress.start(self.steps_per_epoch, f"epoch {self.epoch + 1}/{cfg.train.epochs}", skip)
         t0, seen, lr = time.perf_counter(), 0, 0.0
-        for i, (x, y) in enumerate(self.train_loader):
-            if i < skip:
-                continue  # a resumed epoch: the loader replays its seeded order and augmentation
+        # A resumed epoch starts at batch `skip`: order and augmentation are seeded per (epoch, batch).
+        for i, (x, y) in enumerate(self.train_loader, start=skip):
             lr = set_lr(self.optimizer, cfg.optim.lr,
                         lr_factor(self.step, self.steps_per_epoch, cfg.train.epochs, cfg.schedule))
             with autocast(self.device, self.amp_dtype):
@@ -495,6 +497,10 @@ class Trainer:
             results.update(test_top1=t["top1"], test_top5=t["top5"], test_loss=t["loss"], tta=self.cfg.train.tta)
             self.log(f"test  top1 {t['top1']:.4f}  top5 {t['top5']:.4f}  ({t['n']:,} images"
                      f"{', TTA ' + self.cfg.train.tta if self.cfg.train.tta else ''})")
+        if self.world > 1:
+            results["world_size"] = self.world
+            results["global_batch"] = self.train_loader.batch_size * self.world
+            results["ranks_identical"] = dist.params_identical(self.model)
         results["total_seconds"] = round(seconds + self.data_seconds, 3)
         if self.main:
             save_weights(self.run_dir / "model.safetensors", model, self.meta())
@@ -548,6 +554,7 @@ def fit(cfg: Config, resume: Optional[str] = None, overwrite: bool = False,
     """Train according to ``cfg``; returns the results (also written to ``results.json``)."""
     dist.init_from_env()
     cfg, run_dir = prepare_run_dir(cfg, resume, overwrite)
+    dist.barrier()  # every rank has checked the run directory before rank 0 writes into it
     trainer = Trainer(cfg, run_dir, resume=bool(resume), log=log)
     trainer.setup()
     if trainer.main:
