@@ -255,7 +255,7 @@ def test_load_torchvision_weights_refuses_other_architecture():
 
 
 def test_list_models_wildcards():
-    assert list_models("resnet1*") == ["resnet101", "resnet110", "resnet152", "resnet18"]
+    assert list_models("resnet1*") == ["resnet18", "resnet101", "resnet110", "resnet152"]
     assert list_models("nothing*") == []
     assert "seresnet50" in list_models("*50")
 
@@ -280,3 +280,14 @@ def test_model_info_complete(name):
     assert info.small_input.mode in ("native", "option", "resize")
     assert info.description, "each variant's builder needs a one-line docstring"
     assert math.isfinite(count_params(name))
+
+
+def test_docs_list_every_model():
+    """README and docs/models.md show every registered model."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for doc in ("README.md", "docs/models.md"):
+        text = (root / doc).read_text()
+        missing = [n for n in ALL if f"`{n}`" not in text]
+        assert not missing, f"{doc} does not list {missing}; paste `cnnzoo list --format markdown`"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -164,11 +165,16 @@ def is_model(name: str) -> bool:
     return name in _REGISTRY
 
 
+def _natural(name: str) -> list:
+    # resnet18 before resnet101, as a person sorts them.
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
 def list_models(pattern: str = "*") -> List[str]:
-    """Registered model names matching a shell wildcard (``"resnet*"``), sorted."""
+    """Registered model names matching a shell wildcard (``"resnet*"``), in natural order."""
     _ensure_loaded()
     pats = [pattern] if isinstance(pattern, str) else list(pattern)
-    return sorted(n for n in _REGISTRY if any(fnmatch.fnmatchcase(n, p.lower()) for p in pats))
+    return sorted((n for n in _REGISTRY if any(fnmatch.fnmatchcase(n, p.lower()) for p in pats)), key=_natural)
 
 
 def create_model(
