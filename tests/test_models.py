@@ -12,7 +12,6 @@ import cnnzoo
 from cnnzoo import AuxOutputs, count_params, create_model, list_models, model_info
 
 ALL = list_models()
-torch.set_num_threads(max(1, torch.get_num_threads()))
 
 
 def test_zoo_is_complete():

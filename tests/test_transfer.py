@@ -12,7 +12,7 @@ from cnnzoo import create_model
 from cnnzoo.cli import main
 from cnnzoo.errors import UserError
 from cnnzoo.train.checkpoint import save_weights
-from cnnzoo.transfer import adapt_input_conv, freeze, freeze_bn, load_pretrained, trainable_table
+from cnnzoo.transfer import adapt_input_conv, freeze, freeze_bn, trainable_table
 
 torchvision = pytest.importorskip("torchvision")
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ZooModel", "AuxOutputs"]
+__all__ = ["ZooModel", "PooledFcModel", "AuxHeadsModel", "AuxOutputs"]
 
 
 class AuxOutputs(NamedTuple):
@@ -107,6 +108,59 @@ class ZooModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         return self.forward_head(self.forward_features(x))
+
+
+class PooledFcModel(ZooModel):
+    """A model whose head is global average pooling -> dropout -> ``fc``.
+
+    The head of most networks since NiN and GoogLeNet (ResNet, Inception, Xception...). Subclasses
+    set ``self.avgpool`` (a global pool), ``self.fc`` (``linear_or_identity``) and ``self.drop_rate``.
+    """
+
+    drop_rate: float = 0.0
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        if self.drop_rate:
+            x = F.dropout(x, self.drop_rate, self.training)
+        return x if pre_logits else self.fc(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.fc = linear_or_identity(self.num_features, num_classes)
+
+
+class AuxHeadsModel(PooledFcModel):
+    """A pooled-FC model with auxiliary classifiers that train with it (GoogLeNet, Inception-v3).
+
+    Subclasses implement ``_features(x, with_aux) -> (features, [aux logits, deepest first])`` and
+    ``aux_heads()`` (the built heads, each with ``reset_classifier``). In training mode with
+    ``aux_logits`` the forward pass returns :class:`AuxOutputs`; in evaluation the plain logits.
+    """
+
+    def _features(self, x: torch.Tensor, with_aux: bool) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def aux_heads(self) -> List[nn.Module]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._features(x, with_aux=False)[0]
+
+    def forward(self, x: torch.Tensor):
+        self.check_input(x)
+        train_aux = self.training and self.aux_logits
+        x, aux = self._features(x, with_aux=train_aux)
+        logits = self.forward_head(x)
+        return AuxOutputs(logits, aux) if train_aux else logits
+
+    def reset_classifier(self, num_classes: int) -> None:
+        super().reset_classifier(num_classes)
+        for head in self.aux_heads():
+            head.reset_classifier(num_classes)
 
 
 def linear_or_identity(in_features: int, num_classes: int) -> nn.Module:

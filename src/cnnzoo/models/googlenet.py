@@ -34,7 +34,7 @@ and the 5x modules at 8x8 instead of 2x2 and 1x1.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,7 @@ from torch import nn
 
 from ..layers.inception import BasicConv2d
 from ..registry import Paper, SmallInput, register_model
-from ._base import AuxOutputs, ZooModel, linear_or_identity, min_size_for
+from ._base import AuxHeadsModel, linear_or_identity, min_size_for
 
 __all__ = ["GoogLeNet", "Inception", "NaiveInception", "InceptionAux", "INCEPTION_MODULES"]
 
@@ -134,6 +134,9 @@ class InceptionAux(nn.Module):
         x = torch.flatten(self.conv(F.adaptive_avg_pool2d(x, (4, 4))), 1)
         return self.fc2(self.dropout(F.relu(self.fc1(x), inplace=True)))
 
+    def reset_classifier(self, num_classes: int) -> None:
+        self.fc2 = linear_or_identity(self.fc1.out_features, num_classes)
+
 
 def _transform_input(x: torch.Tensor) -> torch.Tensor:
     # torchvision's ported weights expect [-1, 1] inputs; this maps ImageNet-mean/std-normalised images there.
@@ -142,7 +145,7 @@ def _transform_input(x: torch.Tensor) -> torch.Tensor:
     return (x * std + mean - 0.5) / 0.5
 
 
-class GoogLeNet(ZooModel):
+class GoogLeNet(AuxHeadsModel):
     """GoogLeNet / Inception-v1 in torchvision's layout (see the module docstring for the differences).
 
     Args:
@@ -208,7 +211,7 @@ class GoogLeNet(ZooModel):
 
         self.num_features = chs
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(drop_rate)
+        self.drop_rate = drop_rate
         self.fc = linear_or_identity(chs, num_classes)
         groups: Dict[str, List[str]] = {"inception3": [], "inception4": [], "inception5": []}
         for name in INCEPTION_MODULES:
@@ -242,30 +245,8 @@ class GoogLeNet(ZooModel):
                 aux.append(getattr(self, head)(x))
         return x, aux[::-1]  # deepest first: [aux2, aux1]
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self._features(x, with_aux=False)[0]
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.dropout(torch.flatten(self.avgpool(x), 1))
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor):
-        self.check_input(x)
-        train_aux = self.training and self.aux_logits
-        x, aux = self._features(x, with_aux=train_aux)
-        logits = self.forward_head(x)
-        return AuxOutputs(logits, aux) if train_aux else logits
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = linear_or_identity(self.num_features, num_classes)
-        for head in AUX_AFTER.values():
-            aux: Optional[InceptionAux] = getattr(self, head)
-            if aux is not None:
-                aux.fc2 = linear_or_identity(aux.fc1.out_features, num_classes)
+    def aux_heads(self) -> List[nn.Module]:
+        return [h for h in (getattr(self, n) for n in AUX_AFTER.values()) if h is not None]
 
 
 def _create_googlenet(**kwargs) -> GoogLeNet:

@@ -43,7 +43,7 @@ from torch import nn
 
 from ..layers.inception import BasicConv2d
 from ..registry import Paper, SmallInput, register_model
-from ._base import AuxOutputs, ZooModel, init_weights_default, linear_or_identity, min_size_for
+from ._base import AuxHeadsModel, PooledFcModel, init_weights_default, linear_or_identity, min_size_for
 
 __all__ = [
     "BNInception", "BNInceptionModule", "Inception3", "InceptionA", "InceptionB", "InceptionC", "InceptionD",
@@ -107,7 +107,7 @@ class BNInceptionModule(nn.Module):
         return torch.cat(out, 1)
 
 
-class BNInception(ZooModel):
+class BNInception(PooledFcModel):
     """BN-Inception (Inception-v2 of the BN paper).
 
     Args:
@@ -162,18 +162,6 @@ class BNInception(ZooModel):
             x = getattr(self, name)(x)
         return x
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
-        if self.drop_rate:
-            x = F.dropout(x, self.drop_rate, self.training)
-        return x if pre_logits else self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = linear_or_identity(self.num_features, num_classes)
 
 
 # ------------------------------------------------------------------------------------------ Inception-v3
@@ -340,6 +328,9 @@ class InceptionAux(nn.Module):
         self.conv1 = BasicConv2d(128, 768, 5)
         self.fc = linear_or_identity(768, num_classes)
 
+    def reset_classifier(self, num_classes: int) -> None:
+        self.fc = linear_or_identity(768, num_classes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) >= V3_AUX_GRID:
             x = F.avg_pool2d(x, 5, 3)
@@ -359,7 +350,7 @@ def _transform_input(x: torch.Tensor) -> torch.Tensor:
     return (x * std + mean - 0.5) / 0.5
 
 
-class Inception3(ZooModel):
+class Inception3(AuxHeadsModel):
     """Inception-v3 as released (torchvision's module names and widths).
 
     Args:
@@ -404,7 +395,7 @@ class Inception3(ZooModel):
 
         self.num_features = chs
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(drop_rate)
+        self.drop_rate = drop_rate
         self.fc = linear_or_identity(chs, num_classes)
         self.stage_map = {
             "stem": tuple(n for n in self._stem if not n.startswith("maxpool")),
@@ -443,28 +434,8 @@ class Inception3(ZooModel):
                 aux.append(self.AuxLogits(x))
         return x, aux
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self._features(x, with_aux=False)[0]
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.dropout(torch.flatten(self.avgpool(x), 1))
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor):
-        self.check_input(x)
-        train_aux = self.training and self.aux_logits
-        x, aux = self._features(x, with_aux=train_aux)
-        logits = self.forward_head(x)
-        return AuxOutputs(logits, aux) if train_aux else logits
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = linear_or_identity(self.num_features, num_classes)
-        if self.AuxLogits is not None:
-            self.AuxLogits.fc = linear_or_identity(768, num_classes)
+    def aux_heads(self) -> List[nn.Module]:
+        return [self.AuxLogits] if self.AuxLogits is not None else []
 
 
 # ------------------------------------------------------------------------------------------ registrations

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..layers import DropPath, SqueezeExcite
 from ..registry import Paper, SmallInput, register_model
-from ._base import ZooModel, linear_or_identity
+from ._base import PooledFcModel, linear_or_identity
 
 __all__ = ["ResNet", "CifarResNet", "BasicBlock", "Bottleneck"]
 
@@ -127,7 +127,7 @@ def _init(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class ResNet(ZooModel):
+class ResNet(PooledFcModel):
     """ImageNet ResNet.
 
     Args:
@@ -194,18 +194,6 @@ class ResNet(ZooModel):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
-        if self.drop_rate:
-            x = F.dropout(x, self.drop_rate, self.training)
-        return x if pre_logits else self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = linear_or_identity(self.num_features, num_classes)
 
 
 class CifarBasicBlock(nn.Module):
@@ -238,7 +226,7 @@ class CifarBasicBlock(nn.Module):
         return self.relu(self.drop_path(out) + self.shortcut(x))
 
 
-class CifarResNet(ZooModel):
+class CifarResNet(PooledFcModel):
     """The 6n+2-layer CIFAR ResNet of section 4.2: 3x3 conv, 3 stages of n blocks, GAP, FC.
 
     Args:
@@ -281,10 +269,6 @@ class CifarResNet(ZooModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(x)))
-
-    forward_head = ResNet.forward_head
-    get_classifier = ResNet.get_classifier
-    reset_classifier = ResNet.reset_classifier
 
 
 def _create_resnet(depth: int, **kwargs) -> ResNet:

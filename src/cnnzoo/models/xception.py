@@ -26,11 +26,10 @@ from __future__ import annotations
 from typing import Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Paper, SmallInput, register_model
-from ._base import ZooModel, init_weights_default, linear_or_identity, min_size_for
+from ._base import PooledFcModel, init_weights_default, linear_or_identity, min_size_for
 
 __all__ = ["Xception", "SeparableConv2d", "XceptionBlock", "ENTRY_FLOW", "MIDDLE_FLOW", "EXIT_FLOW"]
 
@@ -103,7 +102,7 @@ class XceptionBlock(nn.Module):
         return self.rep(x) + shortcut
 
 
-class Xception(ZooModel):
+class Xception(PooledFcModel):
     """Xception (Figure 5), flows built from ``ENTRY_FLOW``, ``MIDDLE_FLOW``, ``EXIT_FLOW``.
 
     Args:
@@ -147,7 +146,7 @@ class Xception(ZooModel):
         self.act4 = nn.ReLU(inplace=True)
 
         self.num_features = c4
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.drop_rate = drop_rate
         self.fc = linear_or_identity(c4, num_classes)
         self.stage_map = {
@@ -167,18 +166,6 @@ class Xception(ZooModel):
         x = self.act3(self.bn3(self.conv3(x)))
         return self.act4(self.bn4(self.conv4(x)))
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.global_pool(x), 1)
-        if self.drop_rate:
-            x = F.dropout(x, self.drop_rate, self.training)
-        return x if pre_logits else self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = linear_or_identity(self.num_features, num_classes)
 
 
 def _create_xception(**kwargs) -> Xception:
