@@ -168,11 +168,32 @@ def test_nonfinite_loss_stops_and_keeps_checkpoint(tmp_path):
                                "model.name": "simple_convnet"}))
 
 
-def test_aux_heads_train(tmp_path):
-    """GoogLeNet's auxiliary classifiers are trained (weight 0.3) and ignored in evaluation."""
-    r = fit(digits_cfg(tmp_path / "g", **{"model.name": "googlenet", "train.epochs": 1, "data.batch_size": 128,
-                                          "data.val_split": 0.5}))
-    assert r["test_top1"] > 0.1
+def test_aux_loss_is_weighted_and_training_only():
+    from cnnzoo import AuxOutputs
+    from cnnzoo.train.trainer import Trainer
+
+    t = Trainer(load_config(None, {"train.label_smoothing": 0.0}), Path("unused"))
+    t.aux_weight = 0.3
+    torch.manual_seed(0)
+    logits, a1, a2, y = torch.randn(4, 10), torch.randn(4, 10), torch.randn(4, 10), torch.tensor([0, 1, 2, 3])
+    loss, main_logits = t._loss(AuxOutputs(logits, [a2, a1]), y)
+    ce = torch.nn.functional.cross_entropy
+    torch.testing.assert_close(loss, ce(logits, y) + 0.3 * (ce(a1, y) + ce(a2, y)))
+    assert main_logits is logits
+
+
+def test_googlenet_trains_its_aux_heads(tmp_path):
+    """The auxiliary classifiers get gradients through the weighted loss and are saved with the model."""
+    from cnnzoo import create_model
+
+    out = tmp_path / "g"
+    fit(digits_cfg(out, **{"model.name": "googlenet", "train.epochs": 1, "data.val_split": 0.5}))
+    torch.manual_seed(0)  # the trainer seeds before building: the same initial weights
+    init = create_model("googlenet", num_classes=10, in_chans=1, small_input=True).state_dict()
+    final, meta = load_weights(out / "model.safetensors")
+    assert meta["model_args"]["small_input"] is True
+    for k in ("aux1.fc2.weight", "aux2.fc2.weight", "fc.weight"):
+        assert not torch.equal(init[k], final[k]), f"{k} did not train"
 
 
 # ----------------------------------------------------------------------------------------- CLI
