@@ -39,17 +39,24 @@ def main() -> None:
     ap.add_argument("--shots", type=int, nargs="+", default=[10, 100])
     ap.add_argument("--out", default="runs/transfer")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse-pretrain", action="store_true", help="keep OUT/pretrain from an earlier run")
     a = ap.parse_args()
     root = Path(a.out)
     if root.exists():
-        shutil.rmtree(root)
+        for d in root.iterdir():
+            if not (a.reuse_pretrain and d.name == "pretrain"):
+                shutil.rmtree(d)
     common = ["--no-progress", "--set", "run.tensorboard=false", "--seed", str(a.seed)]
     digits = ["--data", "digits", "--set", "data.image_size=28", "--model", a.model] + common
 
     pre = root / "pretrain"
-    p = run(["train", "--model", a.model, "--data", "fashion-mnist", "--epochs", str(a.pretrain_epochs),
-             "--set", "data.hflip=true", "--set", "data.translate=2", "--set", "schedule.name=onecycle",
-             "--lr", "0.1", "--output", str(pre), *common])
+    if a.reuse_pretrain and (pre / "results.json").is_file():
+        p = json.loads((pre / "results.json").read_text())
+        p["wall"] = p["total_seconds"]
+    else:
+        p = run(["train", "--model", a.model, "--data", "fashion-mnist", "--epochs", str(a.pretrain_epochs),
+                 "--set", "data.hflip=true", "--set", "data.translate=2", "--set", "schedule.name=onecycle",
+                 "--lr", "0.1", "--output", str(pre), *common])
     rows = [("pretrain on Fashion-MNIST (all 60k labels)", "-", p["test_top1"], p["wall"])]
     for n in a.shots:
         shot = ["--set", f"data.per_class={n}", "--epochs", str(a.epochs)]
