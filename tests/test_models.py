@@ -290,3 +290,21 @@ def test_docs_list_every_model():
         text = (root / doc).read_text()
         missing = [n for n in ALL if f"`{n}`" not in text]
         assert not missing, f"{doc} does not list {missing}; paste `cnnzoo list --format markdown`"
+
+
+def test_cli_list_and_info(capsys):
+    import json
+
+    from cnnzoo.cli import main
+
+    assert main(["list", "resnet*"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["name", "family", "year"] and out[-1] == "10 models"
+    assert any(line.startswith("resnet50 ") and "25,557,032" in line for line in out)
+    assert main(["list", "--format", "json", "vgg16"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["params"] == 138_357_544
+    assert main(["info", "googlenet", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["aux_logits"] is True and d["stages"][-1] == "head" and d["torchvision"] == "googlenet"
+    assert main(["info", "googlenet"]) == 0
+    assert "Going Deeper with Convolutions" in capsys.readouterr().out
