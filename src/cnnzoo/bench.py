@@ -1,0 +1,554 @@
+"""Speed, measured side by side: inference and training-step throughput and peak memory.
+
+``benchmark(name, ...)`` measures one registered model the way cnnzoo runs it ("cnnzoo default":
+channels_last, the autocast precision of ``--precision``, BatchNorm folded into the convolutions for
+inference) and, with ``vs="torchvision"``, the identical architecture from torchvision twice over:
+
+* **as-is**: what a torchvision user gets without doing anything: fp32, NCHW, BatchNorm unfolded;
+* **same settings**: torchvision's module given every setting cnnzoo applies (memory format,
+  precision, BatchNorm folding), so that ratio isolates the model code itself.
+
+How the numbers are taken, so they can be trusted:
+
+* every variant is built in the same process, on the same input batch and targets;
+* each gets its warm-up first (never timed); then the timed runs alternate between
+  the variants, round after round, the order reversed every other round (ABBA) so a slow drift of the
+  machine (heat, a neighbour) falls on everyone alike;
+* a timed run is ``steps`` consecutive iterations between two clock reads (CUDA synchronised at both
+  ends); the reported images/s is the median over ``repeats`` runs, the ratio is ours / theirs of the
+  medians (above 1: cnnzoo is faster), and every sample is kept in the JSON;
+* inference is ``model.eval()`` under ``torch.no_grad()``; a training step is forward, cross-entropy (plus
+  0.3 x each auxiliary head's, for GoogLeNet-style models, on both sides), ``zero_grad``, backward and an
+  SGD step with momentum and weight decay.
+
+Peak memory is measured after the timing, in a separate pass of two iterations per variant, each
+built afresh (so one-time library set-up, done by then, is charged to no variant). It covers what the run
+holds: weights, input, activations, gradients, optimizer state and workspace. On CUDA it is
+``torch.cuda.max_memory_allocated()`` above what was allocated before the model was built. On the CPU
+it is the process's peak resident set size (``VmHWM`` in ``/proc/self/status``, reset through
+``/proc/self/clear_refs`` once the model is built, after freed heap memory has been returned to the
+system with ``malloc_trim``) above the resident size before the model was built: page-granular and
+including the allocator's overheads, so read it to tens of MiB, not to the byte. Where ``/proc`` cannot
+be used (not Linux) it is ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import statistics
+import time
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UserError
+from .models import AuxOutputs
+from .registry import create_model, list_models, model_info
+
+__all__ = ["Settings", "benchmark", "format_results", "torchvision_twins", "MEMORY_NOTE"]
+
+MODES = ("infer", "train")
+AUX_WEIGHT = 0.3  # GoogLeNet's auxiliary-loss weight, applied alike to both sides
+MEMORY_STEPS = 2  # iterations of the memory pass: the first creates the optimizer state, the second runs with it
+SMALL = 32  # inputs up to this size build a model's small-input option (28x28 grey, 32x32 colour)
+
+MEMORY_NOTE = {
+    "cuda": "peak torch.cuda.max_memory_allocated above the allocation before the model was built",
+    "cpu": "peak resident set size (VmHWM) above the resident size before the model was built",
+}
+
+
+# ----------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a model is run: memory format, autocast dtype, BatchNorm folding (inference only)."""
+
+    channels_last: bool = False
+    amp_dtype: Optional[torch.dtype] = None
+    fold_bn: bool = False
+
+    def for_mode(self, mode: str) -> "Settings":
+        # Folding is an inference transform: a training step runs the BatchNorms either way.
+        return self if mode == "infer" else replace(self, fold_bn=False)
+
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, str(self.amp_dtype))
+
+    def describe(self) -> str:
+        parts = [self.precision, "channels_last" if self.channels_last else "NCHW"]
+        if self.fold_bn:
+            parts.append("BN folded (inference)")
+        return ", ".join(parts)
+
+
+AS_IS = Settings()  # what torchvision's builder gives: fp32, NCHW, BatchNorm unfolded
+
+
+def _fold_fn() -> Optional[Callable]:
+    """``cnnzoo.fuse.fold_batchnorm_report`` when that module is there, else None (folding is skipped)."""
+    try:
+        from .fuse import fold_batchnorm_report
+    except ImportError:
+        return None
+    return fold_batchnorm_report
+
+
+def torchvision_twins() -> List[str]:
+    """The registered names that have a torchvision builder with the same architecture."""
+    return [n for n in list_models() if model_info(n).torchvision]
+
+
+# ----------------------------------------------------------------------------------------- memory
+
+
+_LIBC = None
+
+
+def _malloc_trim() -> None:
+    """Give freed heap memory back to the system, so the next resident-size baseline is clean (glibc only)."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+def _proc_status_kib(field: str) -> Optional[int]:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class PeakMemory:
+    """Peak memory of what is built and run between :meth:`start` and :meth:`peak_mib`.
+
+    ``start()`` before building (the baseline), ``reset()`` once built (forget the building's transients),
+    run, then ``peak_mib()``.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.base = 0
+        self.ok = True
+
+    def start(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
+            self.base = torch.cuda.memory_allocated(self.device)
+            return
+        _malloc_trim()
+        rss = _proc_status_kib("VmRSS")
+        self.ok = rss is not None
+        self.base = (rss or 0) * 1024
+
+    def reset(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        _malloc_trim()
+        try:  # "5" resets the peak resident size (Linux >= 4.0, see proc(5))
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            self.ok = False
+
+    def peak_mib(self) -> Optional[float]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return max(0, torch.cuda.max_memory_allocated(self.device) - self.base) / 2 ** 20
+        hwm = _proc_status_kib("VmHWM")
+        if not self.ok or hwm is None:
+            return None
+        return max(0, hwm * 1024 - self.base) / 2 ** 20
+
+
+# ----------------------------------------------------------------------------------------- one variant
+
+
+def _loss(out: Any, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the main head plus 0.3 x each auxiliary head's (ours: AuxOutputs; torchvision: a tuple)."""
+    if isinstance(out, AuxOutputs):
+        main, aux = out.logits, list(out.aux)
+    elif isinstance(out, tuple):
+        main, aux = out[0], [a for a in out[1:] if a is not None]
+    else:
+        main, aux = out, []
+    loss = F.cross_entropy(main, y)
+    for a in aux:
+        loss = loss + AUX_WEIGHT * F.cross_entropy(a, y)
+    return loss
+
+
+def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class _Run:
+    """One variant in one mode: its model, its copy of the batch, and one iteration."""
+
+    def __init__(self, key: str, build: Callable[[], nn.Module], settings: Settings, mode: str,
+                 x: torch.Tensor, y: torch.Tensor, device: torch.device) -> None:
+        self.key, self.settings, self.mode, self.device = key, settings, mode, device
+        self.folded = 0
+        model = build().to(device)
+        if mode == "infer":
+            model.eval()
+            fold = _fold_fn() if settings.fold_bn else None
+            if fold is not None:
+                model, report = fold(model)
+                self.folded = report.folded
+        else:
+            model.train()
+        fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
+        self.model = model.to(memory_format=fmt)
+        self.x = x.to(device).contiguous(memory_format=fmt)
+        self.y = y.to(device)
+        self.opt = None
+        if mode == "train":
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+
+    def step(self) -> None:
+        if self.mode == "infer":
+            with torch.no_grad(), _autocast(self.device, self.settings.amp_dtype):
+                self.model(self.x)
+            return
+        with _autocast(self.device, self.settings.amp_dtype):
+            loss = _loss(self.model(self.x), self.y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def timed(self, steps: int) -> float:
+        """Seconds for ``steps`` consecutive iterations."""
+        self._sync()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        self._sync()
+        return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------------------- the measurement
+
+
+def _torchvision_builder(name: str, num_classes: int) -> Tuple[str, Callable[[], nn.Module]]:
+    tv_name = model_info(name).torchvision
+    if tv_name is None:
+        twins = torchvision_twins()
+        raise UserError(f"{name} has no torchvision twin (model_info({name!r}).torchvision is None), so --vs "
+                        f"torchvision cannot compare it; models that have one: {', '.join(twins)}")
+    try:
+        import torchvision
+    except ImportError:
+        raise UserError("--vs torchvision needs torchvision installed (pip install torchvision)") from None
+
+    def build() -> nn.Module:
+        with warnings.catch_warnings():  # GoogLeNet/Inception warn about their init defaults
+            warnings.simplefilter("ignore")
+            return torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes)
+
+    return tv_name, build
+
+
+def _env(device: torch.device) -> Dict[str, Any]:
+    env: Dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    try:
+        import torchvision
+
+        env["torchvision"] = torchvision.__version__
+    except ImportError:
+        pass
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    env["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+    return env
+
+
+def _median(xs: List[float]) -> Optional[float]:
+    return float(statistics.median(xs)) if xs else None
+
+
+def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = (3, 64, 64),
+              device: str = "cpu", precision: str = "auto", channels_last: bool = True, fold_bn: bool = True,
+              vs: Optional[str] = None, repeats: int = 5, steps: int = 10, warmup: int = 3,
+              num_classes: int = 1000, modes: Tuple[str, ...] = MODES, seed: int = 0,
+              log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Measure model ``name``; with ``vs="torchvision"`` also torchvision's twin, as-is and with our settings.
+
+    Args:
+        name: a registry name.
+        batch: images per iteration.
+        input_size: ``(C, H, W)``; at 32 px or less (and without ``vs``) a model with a small-input option is
+            built with it (:func:`cnnzoo.train.trainer.plan_input`).
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        precision: ``auto`` (:func:`cnnzoo.train.trainer.resolve_precision`), ``fp32`` or ``bf16``.
+        channels_last: run our model (and the "same settings" baseline) in channels_last.
+        fold_bn: fold BatchNorm into the convolutions for inference (where ``cnnzoo.fuse`` is available).
+        vs: ``None`` or ``"torchvision"``.
+        repeats: timed runs per variant and mode; the median is reported.
+        steps: iterations per timed run.
+        warmup: untimed iterations of each variant before its timed runs.
+        num_classes: classifier outputs (1000: torchvision's default).
+        modes: ``("infer", "train")`` or either one.
+        seed: seeds the weights, the input batch and the targets.
+        log: progress messages.
+
+    Returns:
+        A flat dict: the settings, ``infer_img_s``/``train_img_s``/``*_peak_mib`` of cnnzoo's model, the
+        samples, the environment, and with ``vs`` a ``baselines`` dict (``torchvision_as_is``,
+        ``torchvision_same``) holding the same numbers plus ``infer_ratio``/``train_ratio`` (ours / theirs).
+    """
+    from .train.trainer import plan_input, resolve_device, resolve_precision
+
+    say = log or (lambda msg: None)
+    for what, v, lo in (("batch", batch, 1), ("repeats", repeats, 1), ("steps", steps, 1), ("warmup", warmup, 0),
+                        ("num_classes", num_classes, 1)):
+        if v < lo:
+            raise UserError(f"--{what.replace('_', '-')} must be at least {lo}, got {v}")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UserError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
+    if vs not in (None, "torchvision"):
+        raise UserError(f"--vs takes 'torchvision', got {vs!r}")
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise UserError(f"modes must be among {', '.join(MODES)}, got {', '.join(modes) or 'none'}")
+    info = model_info(name)
+    dev = resolve_device(device)
+    amp = resolve_precision(precision, dev)
+    if amp == torch.bfloat16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"{torch.cuda.get_device_name(dev)} has no bf16; use --precision fp32")
+    c, h, w = input_size
+
+    kwargs: Dict[str, Any] = {}
+    notes: List[str] = []
+    tv_name = tv_build = None
+    if vs == "torchvision":
+        tv_name, tv_build = _torchvision_builder(name, num_classes)
+        if c != 3:
+            raise UserError(f"--vs torchvision needs 3-channel input (torchvision's {tv_name} takes RGB), "
+                            f"got {c}x{h}x{w}")
+        if max(h, w) <= SMALL and info.small_input.mode == "option":
+            notes.append(f"{name} built without its small-input option: the same architecture as torchvision's")
+    elif h == w and h <= SMALL:
+        plan = plan_input(name, h)
+        kwargs = plan.kwargs
+        if plan.image_size != h:
+            h = w = plan.image_size
+        if plan.note:
+            notes.append(plan.note)
+
+    ours = Settings(channels_last=channels_last, amp_dtype=amp, fold_bn=fold_bn and "infer" in modes)
+    if ours.fold_bn and _fold_fn() is None:
+        ours = replace(ours, fold_bn=False)
+        notes.append("BatchNorm folding skipped: cnnzoo.fuse is not available")
+
+    def build_ours() -> nn.Module:
+        return create_model(name, num_classes=num_classes, in_chans=c, **kwargs)
+
+    variants: Dict[str, Tuple[Callable[[], nn.Module], Settings]] = {"ours": (build_ours, ours)}
+    if tv_build is not None:
+        variants["torchvision_as_is"] = (tv_build, AS_IS)
+        variants["torchvision_same"] = (tv_build, ours)
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, c, h, w, generator=g)
+    y = torch.randint(0, num_classes, (batch,), generator=g)
+    with torch.device("meta"):
+        params = sum(p.numel() for p in build_ours().parameters() if p.requires_grad)
+        if tv_build is not None:
+            tv_params = sum(p.numel() for p in tv_build().parameters() if p.requires_grad)
+            if tv_params != params:
+                raise UserError(f"{name} ({params:,} parameters) and torchvision's {tv_name} ({tv_params:,}) differ: "
+                                "the comparison would not be like for like")
+
+    old_bench = torch.backends.cudnn.benchmark
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # the trainer's choice, given to every variant alike
+    samples: Dict[str, Dict[str, List[float]]] = {k: {m: [] for m in MODES} for k in variants}
+    peaks: Dict[str, Dict[str, Optional[float]]] = {k: {m: None for m in MODES} for k in variants}
+    folded = 0
+    try:
+        for mode in modes:
+            # A variant whose settings come to the same as another's in this mode is measured once.
+            unique: Dict[str, Settings] = {}
+            alias: Dict[str, str] = {}
+            for key, (build, settings) in variants.items():
+                eff = settings.for_mode(mode)
+                twin = next((k for k, s in unique.items() if variants[k][0] is build and s == eff), None)
+                if twin is None:
+                    unique[key] = eff
+                else:
+                    alias[key] = twin
+            runs: List[_Run] = []
+            for key, eff in unique.items():
+                say(f"{name}: {mode}: building and warming up {key} ({eff.describe()})")
+                torch.manual_seed(seed)
+                runs.append(_Run(key, variants[key][0], eff, mode, x, y, dev))
+                for _ in range(warmup):
+                    runs[-1].step()
+                if key == "ours" and mode == "infer":
+                    folded = runs[-1].folded
+            for r in range(repeats):
+                say(f"{name}: {mode}: timed round {r + 1}/{repeats}")
+                for run in (runs if r % 2 == 0 else runs[::-1]):
+                    samples[run.key][mode].append(batch * steps / run.timed(steps))
+            run = None  # every timed model freed before the memory pass's baselines
+            runs.clear()
+            # Memory last, each variant built afresh: one-time library set-up (kernel code, thread pools,
+            # primitive caches) happened during the timing, so it is charged to no one.
+            for key, eff in unique.items():
+                mem = PeakMemory(dev)
+                mem.start()
+                torch.manual_seed(seed)
+                run = _Run(key, variants[key][0], eff, mode, x, y, dev)
+                mem.reset()
+                for _ in range(MEMORY_STEPS):
+                    run.step()
+                peaks[key][mode] = mem.peak_mib()
+                del run
+            for key, twin in alias.items():
+                samples[key][mode] = samples[twin][mode]
+                peaks[key][mode] = peaks[twin][mode]
+            gc.collect()
+    finally:
+        torch.backends.cudnn.benchmark = old_bench
+
+    def numbers(key: str) -> Dict[str, Any]:
+        d: Dict[str, Any] = {}
+        for m in MODES:
+            d[f"{m}_img_s"] = _median(samples[key][m])
+            d[f"{m}_peak_mib"] = peaks[key][m]
+        d["samples"] = {m: samples[key][m] for m in modes}
+        return d
+
+    result: Dict[str, Any] = {
+        "model": name, "input": f"{c}x{h}x{w}", "batch": batch, "num_classes": num_classes, "device": str(dev),
+        "kwargs": kwargs, "params": params, "settings": ours.describe(), "precision": ours.precision,
+        "channels_last": ours.channels_last, "bn_folded": folded if ours.fold_bn else 0,
+        **numbers("ours"),
+        "repeats": repeats, "steps": steps, "warmup": warmup, "memory": MEMORY_NOTE[dev.type],
+        "note": "; ".join(notes), "env": _env(dev),
+    }
+    if tv_build is not None:
+        base: Dict[str, Any] = {}
+        for key, label in (("torchvision_as_is", "as-is"), ("torchvision_same", "same settings")):
+            d = {"builder": tv_name, "label": label, "settings": variants[key][1].describe(), **numbers(key)}
+            for m in MODES:
+                ours_v, theirs = result[f"{m}_img_s"], d[f"{m}_img_s"]
+                d[f"{m}_ratio"] = ours_v / theirs if ours_v and theirs else None
+            base[key] = d
+        result["baselines"] = base
+    return result
+
+
+# ----------------------------------------------------------------------------------------- output
+
+
+def _num(v: Optional[float], fmt: str = ",.0f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _ratio(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _rows(r: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """One row per variant: label, settings, numbers, ratios (ours / this)."""
+    rows = [dict(label="cnnzoo", settings=r["settings"], infer=r["infer_img_s"], train=r["train_img_s"],
+                 infer_mib=r["infer_peak_mib"], train_mib=r["train_peak_mib"], infer_ratio=None, train_ratio=None)]
+    for b in r.get("baselines", {}).values():
+        rows.append(dict(label=f"torchvision {b['label']}", settings=b["settings"], infer=b["infer_img_s"],
+                         train=b["train_img_s"], infer_mib=b["infer_peak_mib"], train_mib=b["train_peak_mib"],
+                         infer_ratio=b["infer_ratio"], train_ratio=b["train_ratio"]))
+    return rows
+
+
+def describe_run(r: Dict[str, Any]) -> str:
+    """One line: where and how the numbers were taken."""
+    env = r["env"]
+    where = env.get("gpu") or env.get("cpu") or r["device"]
+    return (f"{r['device']} ({where}; {env['threads']} threads), torch {env['torch']}"
+            f"{', torchvision ' + env['torchvision'] if 'torchvision' in env else ''}; median of {r['repeats']} "
+            f"runs x {r['steps']} steps after {r['warmup']} warm-up, variants alternated; memory: {r['memory']}")
+
+
+def _text_row(vals: List[str], widths: List[int]) -> str:
+    """Label and settings left-aligned, numbers right-aligned."""
+    return "  ".join(v.ljust(wd) if i < 2 else v.rjust(wd) for i, (v, wd) in enumerate(zip(vals, widths))).rstrip()
+
+
+def format_results(results: List[Dict[str, Any]], fmt: str = "text") -> str:
+    """``text``, ``markdown`` (a table for benchmarks/RESULTS.md) or ``json`` (a list, one object per model)."""
+    import json
+
+    if fmt == "json":
+        return json.dumps(results, indent=2)
+    if not results:
+        return ""
+    if fmt == "markdown":
+        lines = [describe_run(results[0]) + ".", "",
+                 "| model | input | batch | variant | settings | infer img/s | ours / this | train img/s "
+                 "| ours / this | infer peak MiB | train peak MiB |",
+                 "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in results:
+            for row in _rows(r):
+                lines.append(f"| `{r['model']}` | {r['input']} | {r['batch']} | {row['label']} | {row['settings']} "
+                             f"| {_num(row['infer'])} | {_ratio(row['infer_ratio'])} | {_num(row['train'])} "
+                             f"| {_ratio(row['train_ratio'])} | {_num(row['infer_mib'], ',.1f')} "
+                             f"| {_num(row['train_mib'], ',.1f')} |")
+        notes = [f"`{r['model']}`: {r['note']}" for r in results if r["note"]]
+        if notes:
+            lines += [""] + [f"- {n}" for n in notes]
+        return "\n".join(lines)
+    out = []
+    head = ["variant", "settings", "infer img/s", "ours/this", "train img/s", "ours/this", "infer MiB", "train MiB"]
+    for r in results:
+        out.append(f"{r['model']}  {r['input']}  batch {r['batch']}  {r['params']:,} params"
+                   f"{'  ' + str(r['kwargs']) if r['kwargs'] else ''}")
+        cells = [[row["label"], row["settings"], _num(row["infer"]), _ratio(row["infer_ratio"]), _num(row["train"]),
+                  _ratio(row["train_ratio"]), _num(row["infer_mib"], ",.1f"), _num(row["train_mib"], ",.1f")]
+                 for row in _rows(r)]
+        widths = [max(len(hd), *(len(cl[i]) for cl in cells)) for i, hd in enumerate(head)]
+        out.append("  " + _text_row(head, widths))
+        out += ["  " + _text_row(cl, widths) for cl in cells]
+        if r["note"]:
+            out.append(f"  note: {r['note']}")
+        out.append("")
+    out.append(describe_run(results[0]))
+    return "\n".join(out)

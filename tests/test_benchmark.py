@@ -1,0 +1,126 @@
+"""``cnnzoo benchmark``: the three output formats, the torchvision comparison and its refusals.
+
+Tiny runs (batch 2-4, one or two timed steps, one thread): these check the plumbing and the shape of the
+output, never the speed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cnnzoo.bench import Settings, benchmark
+from cnnzoo.cli import main
+
+TINY = ["--repeats", "2", "--steps", "1", "--warmup", "1", "--threads", "1", "--batch", "4"]
+FIELDS = ["model", "input", "batch", "device", "settings", "precision", "channels_last", "params", "infer_img_s",
+          "train_img_s", "infer_peak_mib", "train_peak_mib", "samples", "repeats", "steps", "warmup", "memory", "env"]
+
+
+def cli(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_json_fields_and_positive_numbers(capsys):
+    rc, out, _ = cli(capsys, "benchmark", "lenet5", "--input", "1x32x32", "--format", "json", *TINY)
+    assert rc == 0
+    (r,) = json.loads(out)
+    for f in FIELDS:
+        assert f in r, f
+    assert r["model"] == "lenet5" and r["input"] == "1x32x32" and r["batch"] == 4 and r["device"] == "cpu"
+    assert r["channels_last"] is True and r["precision"] == "fp32"  # auto on the CPU: the trainer's choice
+    for k in ("infer_img_s", "train_img_s"):
+        assert r[k] > 0, k
+    assert len(r["samples"]["infer"]) == len(r["samples"]["train"]) == 2
+    if r["infer_peak_mib"] is not None:  # None only where /proc cannot be read
+        assert r["infer_peak_mib"] >= 0 and r["train_peak_mib"] > 0
+    assert "baselines" not in r
+    assert r["env"]["threads"] == 1
+
+
+def test_text_and_markdown(capsys):
+    rc, out, _ = cli(capsys, "benchmark", "lenet5", "--input", "1x28x28", "--mode", "infer", *TINY)
+    assert rc == 0 and out.startswith("lenet5") and "cnnzoo" in out and "infer img/s" in out
+    rc, out, _ = cli(capsys, "benchmark", "lenet5", "--input", "1x28x28", "--mode", "infer", "--format", "markdown",
+                     "--no-channels-last", "--no-fold-bn", *TINY)
+    assert rc == 0
+    lines = out.splitlines()
+    header = [ln for ln in lines if ln.startswith("| model |")]
+    assert header, out
+    i = lines.index(header[0])
+    assert set(lines[i + 1].replace("|", "").replace(":", "")) == {"-"}
+    row = lines[i + 2]
+    assert row.startswith("| `lenet5` | 1x28x28 | 4 | cnnzoo | fp32, NCHW |")
+    assert row.count("|") == header[0].count("|")
+
+
+def test_small_input_option_is_used_without_vs(capsys):
+    rc, out, _ = cli(capsys, "benchmark", "resnet20", "--input", "3x32x32", "--mode", "infer", "-f", "json", *TINY)
+    assert rc == 0
+    assert json.loads(out)[0]["input"] == "3x32x32"
+    rc, out, _ = cli(capsys, "benchmark", "resnet18", "--input", "1x28x28", "--mode", "infer", "-f", "json", *TINY)
+    r = json.loads(out)[0]
+    assert rc == 0 and r["kwargs"] == {"small_input": True} and "small_input" in r["note"]
+
+
+def test_vs_torchvision_gives_both_ratios(capsys):
+    rc, out, _ = cli(capsys, "benchmark", "resnet18", "--input", "3x32x32", "--batch", "2", "--repeats", "1",
+                     "--steps", "1", "--warmup", "1", "--threads", "1", "--vs", "torchvision", "-f", "json")
+    assert rc == 0
+    (r,) = json.loads(out)
+    assert r["kwargs"] == {}  # torchvision's architecture: no small-input stem
+    b = r["baselines"]
+    assert set(b) == {"torchvision_as_is", "torchvision_same"}
+    assert b["torchvision_as_is"]["settings"] == "fp32, NCHW"
+    assert b["torchvision_same"]["settings"] == r["settings"]
+    for d in b.values():
+        assert d["builder"] == "resnet18"
+        for m in ("infer", "train"):
+            assert d[f"{m}_img_s"] > 0
+            assert d[f"{m}_ratio"] == pytest.approx(r[f"{m}_img_s"] / d[f"{m}_img_s"])
+
+
+def test_vs_refused_without_a_torchvision_twin(capsys):
+    rc, out, err = cli(capsys, "benchmark", "resnet20", "--vs", "torchvision", *TINY)
+    assert rc == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "no torchvision twin" in err and "resnet18" in err
+
+
+@pytest.mark.parametrize("bad", ["abc", "3xx64", "3x0x64", "2x3x4x5"])
+def test_bad_input_is_one_line_exit_2(capsys, bad):
+    rc, out, err = cli(capsys, "benchmark", "lenet5", "--input", bad, *TINY)
+    assert rc == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("cnnzoo: error: --input")
+
+
+@pytest.mark.parametrize("flag", [["--batch", "0"], ["--repeats", "0"], ["--steps", "0"], ["--warmup", "-1"]])
+def test_bad_counts_exit_2(capsys, flag):
+    rc, _, err = cli(capsys, "benchmark", "lenet5", "--input", "1x32x32", *TINY, *flag)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_threads_setting_is_restored(capsys):
+    before = torch.get_num_threads()
+    cli(capsys, "benchmark", "lenet5", "--input", "1x32x32", "--mode", "infer", *TINY)
+    assert torch.get_num_threads() == before
+
+
+def test_settings_describe_and_train_mode_drops_folding():
+    s = Settings(channels_last=True, amp_dtype=torch.bfloat16, fold_bn=True)
+    assert s.describe() == "bf16, channels_last, BN folded (inference)"
+    assert s.for_mode("train").describe() == "bf16, channels_last"
+    assert Settings().describe() == "fp32, NCHW"
+
+
+def test_library_call_single_mode():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        r = benchmark("lenet5", batch=2, input_size=(1, 32, 32), repeats=1, steps=1, warmup=0, modes=("train",))
+    finally:
+        torch.set_num_threads(before)
+    assert r["train_img_s"] > 0 and r["infer_img_s"] is None and r["samples"] == {"train": r["samples"]["train"]}
