@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .train.checkpoint import atomic_write
 from .fuse import fold_batchnorm_report
 
 __all__ = ["FORMATS", "DEFAULT_OPSET", "ExportCheckError", "export_model", "default_input_shape"]
@@ -183,18 +184,19 @@ def export_model(
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=gen)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{SUFFIX[fmt]}")
     report: Dict[str, Any] = {"path": str(out), "format": fmt}
-    try:
+    check_batch = shape[0] + 1
+    timing: Dict[str, Any] = {"diff": None}
+
+    def write_and_check(tmp_name: str) -> None:
+        # The file is checked under its temporary name: a failing export never replaces anything.
+        tmp = Path(tmp_name)
         start = time.perf_counter()
         if fmt == "onnx":
             _export_onnx(folded, x, tmp, opset)
         else:
             _export_pt2(folded, x, tmp)
-        seconds = time.perf_counter() - start
-        diff = None
-        check_batch = shape[0] + 1
+        timing["seconds"] = time.perf_counter() - start
         if check:
             xc = torch.randn((check_batch,) + shape[1:], generator=gen)
             ref = _reference(model, xc)
@@ -207,13 +209,11 @@ def export_model(
             scale = max(1.0, float(ref.abs().max()))
             if not diff <= atol * scale:
                 raise ExportCheckError(f"exported model differs from PyTorch by {diff:.3g} "
-                                       f"(allowed {atol * scale:.3g}); {tmp.name} not kept")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+                                       f"(allowed {atol * scale:.3g}); {out.name} not written")
+            timing["diff"] = diff
+
+    atomic_write(out, write_and_check)
+    diff, seconds = timing["diff"], timing["seconds"]
     report.update(
         bytes=out.stat().st_size,
         input_shape=list(shape),

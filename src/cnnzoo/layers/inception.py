@@ -35,3 +35,10 @@ class BasicConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+def tf_input_from_imagenet(x: torch.Tensor) -> torch.Tensor:
+    """Map ImageNet-mean/std-normalised RGB to the [-1, 1] range the TF-ported Inception weights expect."""
+    mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (x * std + mean - 0.5) / 0.5

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.inception import BasicConv2d
+from ..layers.inception import BasicConv2d, tf_input_from_imagenet
 from ..registry import Paper, SmallInput, register_model
 from ._base import AuxHeadsModel, linear_or_identity, min_size_for
 
@@ -138,13 +138,6 @@ class InceptionAux(nn.Module):
         self.fc2 = linear_or_identity(self.fc1.out_features, num_classes)
 
 
-def _transform_input(x: torch.Tensor) -> torch.Tensor:
-    # torchvision's ported weights expect [-1, 1] inputs; this maps ImageNet-mean/std-normalised images there.
-    mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    return (x * std + mean - 0.5) / 0.5
-
-
 class GoogLeNet(AuxHeadsModel):
     """GoogLeNet / Inception-v1 in torchvision's layout (see the module docstring for the differences).
 
@@ -234,7 +227,7 @@ class GoogLeNet(AuxHeadsModel):
 
     def _features(self, x: torch.Tensor, with_aux: bool) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         if self.transform_input:
-            x = _transform_input(x)
+            x = tf_input_from_imagenet(x)
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))
         aux = []

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.inception import BasicConv2d
+from ..layers.inception import BasicConv2d, tf_input_from_imagenet
 from ..registry import Paper, SmallInput, register_model
 from ._base import AuxHeadsModel, PooledFcModel, init_weights_default, linear_or_identity, min_size_for
 
@@ -343,13 +343,6 @@ class InceptionAux(nn.Module):
 _V3_BLOCKS = {"A": InceptionA, "B": InceptionB, "C": InceptionC, "D": InceptionD, "E": InceptionE}
 
 
-def _transform_input(x: torch.Tensor) -> torch.Tensor:
-    # torchvision's ported weights expect [-1, 1] inputs; this maps ImageNet-mean/std-normalised images there.
-    mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    return (x * std + mean - 0.5) / 0.5
-
-
 class Inception3(AuxHeadsModel):
     """Inception-v3 as released (torchvision's module names and widths).
 
@@ -424,7 +417,7 @@ class Inception3(AuxHeadsModel):
 
     def _features(self, x: torch.Tensor, with_aux: bool) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         if self.transform_input:
-            x = _transform_input(x)
+            x = tf_input_from_imagenet(x)
         for name in self._stem:
             x = getattr(self, name)(x)
         aux = []

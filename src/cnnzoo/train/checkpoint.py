@@ -39,10 +39,13 @@ _WRITE_DELAY = float(os.environ.get("CNNZOO_CHECKPOINT_DELAY", "0") or 0)
 
 
 def atomic_write(path: Union[str, Path], write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)``, flush it to disk, then rename it to ``path``."""
+    """Call ``write(tmp_path)``, flush it to disk, then rename it to ``path``.
+
+    The temporary name keeps the suffix (``.model.tmp-123.onnx``) for writers that look at it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         write(str(tmp))
         with open(tmp, "rb") as f:
