@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ZooModel", "PooledFcModel", "AuxHeadsModel", "AuxOutputs"]
+__all__ = ["ZooModel", "PooledFcModel", "SequentialHeadModel", "AuxHeadsModel", "AuxOutputs"]
 
 
 class AuxOutputs(NamedTuple):
@@ -131,6 +131,34 @@ class PooledFcModel(ZooModel):
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
         self.fc = linear_or_identity(self.num_features, num_classes)
+
+
+class SequentialHeadModel(ZooModel):
+    """A model whose head is ``avgpool`` -> flatten -> ``classifier``, a Sequential ending in the Linear.
+
+    torchvision's layout for AlexNet, VGG, MobileNet and EfficientNet (dropout and hidden FC layers
+    before the last one), kept so their weights load by name. ``init_classifier`` initialises a new
+    last layer as the family's paper does.
+    """
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        *body, last = self.classifier
+        for layer in body:
+            x = layer(x)
+        return x if pre_logits else last(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier[-1]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.classifier[-1] = linear_or_identity(self.num_features, num_classes)
+        if num_classes > 0:
+            self.init_classifier(self.classifier[-1])
+
+    def init_classifier(self, layer: nn.Linear) -> None:
+        """PyTorch's default initialisation unless a family says otherwise."""
 
 
 class AuxHeadsModel(PooledFcModel):

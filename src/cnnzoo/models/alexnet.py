@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..registry import Paper, SmallInput, register_model
-from ._base import ZooModel, linear_or_identity, min_size_for
+from ._base import SequentialHeadModel, linear_or_identity, min_size_for
 
 __all__ = ["AlexNet", "GroupedLRN"]
 
@@ -89,7 +89,7 @@ class GroupedLRN(nn.Module):
         return f"groups={self.groups}"
 
 
-class AlexNet(ZooModel):
+class AlexNet(SequentialHeadModel):
     """AlexNet-style network built from a layer table: convolutions, then FC - FC - classes.
 
     Args:
@@ -151,30 +151,16 @@ class AlexNet(ZooModel):
             for fc in (fc6, fc7):
                 nn.init.normal_(fc.weight, 0, weight_std)
                 nn.init.constant_(fc.bias, fc_bias)
-            self._init_last()
+            if isinstance(self.classifier[-1], nn.Linear):
+                self.init_classifier(self.classifier[-1])
 
-    def _init_last(self) -> None:
-        last = self.classifier[6]
-        if isinstance(last, nn.Linear) and self.weight_std is not None:
-            nn.init.normal_(last.weight, 0, self.weight_std)
-            nn.init.zeros_(last.bias)
+    def init_classifier(self, layer: nn.Linear) -> None:
+        if self.weight_std is not None:  # the paper's N(0, 0.01), zero bias
+            nn.init.normal_(layer.weight, 0, self.weight_std)
+            nn.init.zeros_(layer.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
-        for layer in self.classifier[:6]:
-            x = layer(x)
-        return x if pre_logits else self.classifier[6](x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[6]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier[6] = linear_or_identity(self.num_features, num_classes)
-        self._init_last()
 
 
 @register_model(family="AlexNet", paper=ALEXNET, input_size=227, small_input=SmallInput("resize", size=227))

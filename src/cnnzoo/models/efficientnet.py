@@ -33,7 +33,7 @@ from torch import nn
 
 from ..layers import ConvBnAct, DropPath, SqueezeExcite, make_divisible
 from ..registry import Paper, SmallInput, register_model
-from ._base import ZooModel, linear_or_identity
+from ._base import SequentialHeadModel, linear_or_identity
 
 __all__ = ["EfficientNet", "MBConv", "Scaling", "B0_STAGES", "VARIANTS", "scaling_from_phi"]
 
@@ -143,7 +143,7 @@ class MBConv(nn.Module):
         return out
 
 
-class EfficientNet(ZooModel):
+class EfficientNet(SequentialHeadModel):
     """EfficientNet-B0 scaled by width / depth multipliers.
 
     Args:
@@ -226,17 +226,6 @@ class EfficientNet(ZooModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.classifier[0](torch.flatten(self.avgpool(x), 1))
-        return x if pre_logits else self.classifier[1](x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[1]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier[1] = linear_or_identity(self.num_features, num_classes)
 
 
 def _create_efficientnet(variant: str, **kwargs) -> EfficientNet:

@@ -42,7 +42,7 @@ from torch import nn
 
 from ..layers import ConvBnAct, DepthwiseSeparableConv, make_divisible
 from ..registry import Paper, SmallInput, register_model
-from ._base import ZooModel, linear_or_identity
+from ._base import SequentialHeadModel, linear_or_identity
 
 __all__ = ["MobileNetV1", "MobileNetV2", "InvertedResidual", "V1_LAYERS", "V2_SETTINGS", "V1_VARIANTS"]
 
@@ -105,7 +105,7 @@ def _init_mobilenet(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class MobileNetV1(ZooModel):
+class MobileNetV1(SequentialHeadModel):
     """MobileNet v1: a 3x3 convolution and 13 depthwise-separable layers, GAP, FC.
 
     Args:
@@ -156,19 +156,9 @@ class MobileNetV1(ZooModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.classifier[0](torch.flatten(self.avgpool(x), 1))
-        return x if pre_logits else self.classifier[1](x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[1]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier[1] = linear_or_identity(self.num_features, num_classes)
-        if num_classes > 0:
-            nn.init.normal_(self.classifier[1].weight, 0, 0.01)
-            nn.init.zeros_(self.classifier[1].bias)
+    def init_classifier(self, layer: nn.Linear) -> None:
+        nn.init.normal_(layer.weight, 0, 0.01)
+        nn.init.zeros_(layer.bias)
 
 
 # --------------------------------------------------------------------------------------- MobileNet v2
@@ -219,7 +209,7 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
 
-class MobileNetV2(ZooModel):
+class MobileNetV2(SequentialHeadModel):
     """MobileNet v2.
 
     Args:
@@ -268,9 +258,7 @@ class MobileNetV2(ZooModel):
         _init_mobilenet(self)
 
     forward_features = MobileNetV1.forward_features
-    forward_head = MobileNetV1.forward_head
-    get_classifier = MobileNetV1.get_classifier
-    reset_classifier = MobileNetV1.reset_classifier
+    init_classifier = MobileNetV1.init_classifier
 
 
 # --------------------------------------------------------------------------------------- registrations

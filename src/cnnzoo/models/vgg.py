@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..registry import Paper, SmallInput, register_model
-from ._base import ZooModel, init_weights_default, linear_or_identity, min_size_for
+from ._base import SequentialHeadModel, init_weights_default, linear_or_identity, min_size_for
 
 __all__ = ["VGG", "cfgs"]
 
@@ -43,7 +43,7 @@ POOL_SIZE = 7  # the 7x7 maps FC6 sees at 224 px
 SMALL_FC_WIDTH = 512  # the CIFAR head's hidden FC layers
 
 
-class VGG(ZooModel):
+class VGG(SequentialHeadModel):
     """A VGG configuration.
 
     Args:
@@ -96,19 +96,8 @@ class VGG(ZooModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
-        for i in range(6):
-            x = self.classifier[i](x)
-        return x if pre_logits else self.classifier[6](x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[6]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier[6] = linear_or_identity(self.num_features, num_classes)
-        init_weights_default(self.classifier[6])
+    def init_classifier(self, layer: nn.Linear) -> None:
+        init_weights_default(layer)
 
 
 def _create_vgg(cfg: str, batch_norm: bool, **kwargs) -> VGG:
