@@ -33,7 +33,7 @@ from torch import nn
 
 from ..layers import ConvBnAct, DropPath, SqueezeExcite, make_divisible
 from ..registry import Paper, SmallInput, register_model
-from ._base import SequentialHeadModel, linear_or_identity
+from ._base import SequentialHeadModel, init_weights_default, linear_or_identity
 
 __all__ = ["EfficientNet", "MBConv", "Scaling", "B0_STAGES", "VARIANTS", "scaling_from_phi"]
 
@@ -211,18 +211,11 @@ class EfficientNet(SequentialHeadModel):
 
     def _init_weights(self) -> None:
         # torchvision's init: He-normal (fan-out) convs, unit BN, uniform(+-1/sqrt(classes)) classifier.
+        init_weights_default(self)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            if isinstance(m, nn.Linear):
                 r = 1.0 / math.sqrt(m.out_features)
                 nn.init.uniform_(m.weight, -r, r)
-                nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

@@ -42,7 +42,7 @@ from torch import nn
 
 from ..layers import ConvBnAct, DepthwiseSeparableConv, make_divisible
 from ..registry import Paper, SmallInput, register_model
-from ._base import SequentialHeadModel, linear_or_identity
+from ._base import SequentialHeadModel, init_weights_default, linear_or_identity
 
 __all__ = ["MobileNetV1", "MobileNetV2", "InvertedResidual", "V1_LAYERS", "V2_SETTINGS", "V1_VARIANTS"]
 
@@ -88,21 +88,6 @@ V1_VARIANTS: Dict[str, V1Variant] = {
     "mobilenet_v1_025": V1Variant(0.25, 224),  # 0.25 MobileNet-224: 0.5M, 41M
     "mobilenet_v1_050_160": V1Variant(0.5, 160),  # 0.50 MobileNet-160 (Table 8, vs AlexNet / SqueezeNet): 1.32M
 }
-
-
-def _init_mobilenet(model: nn.Module) -> None:
-    # torchvision's MobileNet init: He-normal (fan-out) convolutions, unit BN, small-normal classifier.
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 class MobileNetV1(SequentialHeadModel):
@@ -151,7 +136,7 @@ class MobileNetV1(SequentialHeadModel):
                 start, n = i, n + 1
         self.stage_map[f"stage{n}"] = tuple(f"features.{j}" for j in range(start, len(V1_LAYERS) + 1))
         self.stage_map["head"] = ("classifier",)
-        _init_mobilenet(self)
+        init_weights_default(self)  # torchvision's MobileNet init: He fan-out, unit BN, N(0, 0.01) FC
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -255,7 +240,7 @@ class MobileNetV2(SequentialHeadModel):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(drop_rate), linear_or_identity(self.num_features, num_classes))
         self.stage_map["head"] = ("classifier",)
-        _init_mobilenet(self)
+        init_weights_default(self)  # torchvision's MobileNet init: He fan-out, unit BN, N(0, 0.01) FC
 
     forward_features = MobileNetV1.forward_features
     init_classifier = MobileNetV1.init_classifier
