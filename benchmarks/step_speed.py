@@ -1,4 +1,4 @@
-"""Target 1: the training step on a CPU, cnnzoo's default against torchvision's same architecture.
+"""Target 1: the training step, cnnzoo's default against torchvision's same architecture (CPU, or --device cuda).
 
 For each model: a training step (forward, loss, backward, SGD step) at batch 64 on 3x64x64 images,
 cnnzoo's model with its defaults (channels_last, the trainer's precision) against torchvision's
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (default 1000, torchvision's)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's choice)")
     ap.add_argument("--train-only", action="store_true", help="skip the inference measurement")
     ap.add_argument("--json", metavar="FILE", help="also write the full results (every sample) here")
@@ -48,7 +49,7 @@ def main() -> None:
     results = []
     for name in a.models:
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        results.append(benchmark(name, batch=a.batch, input_size=(c, h, w), device="cpu", precision=a.precision,
+        results.append(benchmark(name, batch=a.batch, input_size=(c, h, w), device=a.device, precision=a.precision,
                                  channels_last=not a.no_channels_last, vs="torchvision", repeats=a.repeats,
                                  steps=a.steps, warmup=a.warmup, num_classes=a.num_classes,
                                  modes=("train",) if a.train_only else ("infer", "train")))

@@ -191,9 +191,9 @@ class AuxHeadsModel(PooledFcModel):
             head.reset_classifier(num_classes)
 
 
-def linear_or_identity(in_features: int, num_classes: int) -> nn.Module:
+def linear_or_identity(in_features: int, num_classes: int, bias: bool = True) -> nn.Module:
     """The usual final layer: ``Linear`` or, for ``num_classes=0``, ``Identity`` (features out)."""
-    return nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+    return nn.Linear(in_features, num_classes, bias=bias) if num_classes > 0 else nn.Identity()
 
 
 def out_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1, ceil: bool = False) -> int:

@@ -87,6 +87,7 @@ class TrainConfig:
     channels_last: bool = True
     grad_clip: Optional[float] = None  # max global gradient norm
     compile: bool = False  # torch.compile the model
+    cudnn_benchmark: bool = True  # CUDA: time cuDNN's algorithms for each new shape (slower first steps)
     seed: int = 0
     deterministic: bool = False  # deterministic algorithms (bit-exact reruns and resumes)
     device: str = "auto"  # auto | cpu | cuda | cuda:N

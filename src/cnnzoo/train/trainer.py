@@ -202,7 +202,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         elif self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
         self.amp_dtype = resolve_precision(cfg.train.precision, self.device)
 
         t0 = time.perf_counter()
@@ -493,8 +493,10 @@ class Trainer:
             results.update(train_acc=last["train_acc"], val_top1=last["val_acc"], val_loss=last["val_loss"],
                            img_per_s=sum(r["img_per_s"] for r in self.history) / len(self.history))
         if self.test_loader is not None:
+            t_test = time.perf_counter()
             t = evaluate(model, self.test_loader, len(self.classes), self.device, self.amp_dtype, self.cfg.train.tta)
-            results.update(test_top1=t["top1"], test_top5=t["top5"], test_loss=t["loss"], tta=self.cfg.train.tta)
+            results.update(test_top1=t["top1"], test_top5=t["top5"], test_loss=t["loss"], tta=self.cfg.train.tta,
+                           test_seconds=round(time.perf_counter() - t_test, 3))
             self.log(f"test  top1 {t['top1']:.4f}  top5 {t['top5']:.4f}  ({t['n']:,} images"
                      f"{', TTA ' + self.cfg.train.tta if self.cfg.train.tta else ''})")
         if self.world > 1:
