@@ -154,7 +154,7 @@ def summary(runs: list) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="bn_convnet", help="registry name (default bn_convnet, as the fast recipe)")
+    ap.add_argument("--model", default="bn_convnet", help="registry name (default bn_convnet, a plain 5-layer BN ConvNet)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--limit", type=int, default=0, metavar="N", help="train on the first N images only")

@@ -1,4 +1,4 @@
-"""Target 2: Fashion-MNIST test accuracy and wall time of `cnnzoo train -c configs/fast_fashion-mnist.yaml`.
+"""Target 3: Fashion-MNIST test accuracy and wall time of `cnnzoo train -c configs/fast_fashion-mnist.yaml`.
 
 Runs the recipe once per seed, each as its own ``cnnzoo train`` process, so the wall time is what a user
 waits for: interpreter start, imports, reading the dataset, training, the test pass, writing the run.

@@ -13,6 +13,7 @@ import torch
 
 from cnnzoo.bench import Settings, benchmark
 from cnnzoo.cli import main
+from cnnzoo.train.trainer import cpu_has_native_bf16
 
 TINY = ["--repeats", "2", "--steps", "1", "--warmup", "1", "--threads", "1", "--batch", "4"]
 FIELDS = ["model", "input", "batch", "device", "settings", "precision", "channels_last", "params", "infer_img_s",
@@ -32,7 +33,8 @@ def test_json_fields_and_positive_numbers(capsys):
     for f in FIELDS:
         assert f in r, f
     assert r["model"] == "lenet5" and r["input"] == "1x32x32" and r["batch"] == 4 and r["device"] == "cpu"
-    assert r["channels_last"] is True and r["precision"] == "fp32"  # auto on the CPU: the trainer's choice
+    # auto on the CPU is the trainer's choice: bf16 for LeNet-5 where the CPU has native bf16
+    assert r["channels_last"] is True and r["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
     for k in ("infer_img_s", "train_img_s"):
         assert r[k] > 0, k
     assert len(r["samples"]["infer"]) == len(r["samples"]["train"]) == 2

@@ -209,6 +209,27 @@ def test_lenet5_paper_sixty_thousand():
     assert m.params_through_f6() == 60_000
 
 
+@pytest.mark.parametrize("size,grids", [(28, [27, 13, 6, 3]), (32, [31, 15, 7, 3])])
+def test_airbench_layer_table(size, grids):
+    """airbench94: 2x2 valid stem of 2*C*4 filters, groups 64-256-256 each halving the grid, max-pool, scaled FC."""
+    for chans in (1, 3):
+        m = create_model("airbench94", num_classes=10, in_chans=chans).eval()
+        assert m.stem[0].out_channels == 8 * chans and m.stem[0].kernel_size == (2, 2)
+        x = torch.randn(2, chans, size, size)
+        seen = [m.stem(x)]
+        for group in m.layers:
+            seen.append(group(seen[-1]))
+        assert [t.shape[-1] for t in seen] == grids
+        assert [t.shape[1] for t in seen[1:]] == [64, 256, 256]
+        feats = torch.flatten(m.pool(seen[-1]), 1)
+        assert torch.allclose(m(x), m.fc(feats) / 9, atol=1e-6)  # the paper's logit scale 1/9, no FC bias
+        assert m.fc.bias is None
+    # 3x3 convs without bias, BN after each: 24*3*4+24 + 9*(24*64+64*64+64*256+256*256+256*256+256*256) + BN + FC
+    convs = 9 * (24 * 64 + 64 * 64 + 64 * 256 + 256 * 256 + 256 * 256 + 256 * 256)
+    assert count_params("airbench94", num_classes=10) == 24 * 12 + 24 + convs + 2 * (
+        2 * 64 + 4 * 256) + 256 * 10
+
+
 def test_efficientnet_compound_scaling_is_derived():
     """b1..b7 differ from b0 only by their coefficients: widths and depths grow monotonically."""
     counts = [count_params(f"efficientnet_b{i}") for i in range(8)]

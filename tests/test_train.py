@@ -18,7 +18,9 @@ from cnnzoo.errors import UserError
 from cnnzoo.train.checkpoint import latest_checkpoint, load_model, load_state, load_weights
 from cnnzoo.train.config import Config, load_config, parse_override, resume_conflicts
 from cnnzoo.train.optim import lr_factor
-from cnnzoo.train.trainer import fit, plan_input
+from cnnzoo.registry import create_model
+from cnnzoo.train import trainer as trainer_mod
+from cnnzoo.train.trainer import fit, has_depthwise_conv, plan_input, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
@@ -93,6 +95,22 @@ def test_schedules_are_sane(sched):
         assert f[0] == pytest.approx(0.1)  # warm-up starts at warmup_start x lr
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_cpu_is_chosen_per_model(monkeypatch, native):
+    """auto on the CPU: bf16 where the CPU has native bf16 and the model no depthwise convolutions."""
+    monkeypatch.setattr(trainer_mod, "cpu_has_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    with torch.device("meta"):
+        plain, depthwise = create_model("resnet18"), create_model("mobilenet_v2")
+    assert not has_depthwise_conv(plain) and has_depthwise_conv(depthwise)
+    assert resolve_precision("auto", cpu, plain) == (torch.bfloat16 if native else None)
+    assert resolve_precision("auto", cpu, depthwise) is None
+    assert resolve_precision("auto", cpu) is None  # no model: fp32
+    assert resolve_precision("fp32", cpu, plain) is None and resolve_precision("bf16", cpu, depthwise) == torch.bfloat16
+    with pytest.raises(UserError, match="fp16 training needs a CUDA device"):
+        resolve_precision("fp16", cpu, plain)
+
+
 def test_plan_input_follows_model_info():
     assert plan_input("lenet5", 28).image_size == 28
     p = plan_input("resnet18", 28)
@@ -124,6 +142,20 @@ def test_lenet5_learns_digits(digits_run):
     stored = yaml.safe_load((out / "config.yaml").read_text())
     assert stored["model"]["name"] == "lenet5" and stored["run"]["output"] == str(out)
     assert json.loads((out / "results.json").read_text())["test_top1"] == results["test_top1"]
+
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_lenet5_learns_real_fashion_mnist(tmp_path):
+    """The real IDX files, 300 labelled images per class, 4 epochs: tested on all 10,000 test images."""
+    cfg = digits_cfg(tmp_path / "run", **{"data.name": "fashion-mnist", "data.per_class": 300, "train.epochs": 4,
+                                          "data.batch_size": 64, "train.precision": "auto"})
+    results = fit(cfg)
+    assert results["image_size"] == [28, 28]
+    assert results["test_top1"] >= 0.75, results  # chance is 0.10; a broken pipeline stays near it
+    assert (tmp_path / "run" / "model.safetensors").is_file() and (tmp_path / "run" / "metrics.csv").is_file()
 
 
 def test_weights_metadata_and_reload(digits_run):

@@ -350,9 +350,6 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
         raise UserError(f"modes must be among {', '.join(MODES)}, got {', '.join(modes) or 'none'}")
     info = model_info(name)
     dev = resolve_device(device)
-    amp = resolve_precision(precision, dev)
-    if amp == torch.bfloat16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError(f"{torch.cuda.get_device_name(dev)} has no bf16; use --precision fp32")
     c, h, w = input_size
 
     kwargs: Dict[str, Any] = {}
@@ -373,6 +370,10 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
         if plan.note:
             notes.append(plan.note)
 
+    with torch.device("meta"):
+        amp = resolve_precision(precision, dev, create_model(name, num_classes=num_classes, in_chans=c, **kwargs))
+    if amp == torch.bfloat16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"{torch.cuda.get_device_name(dev)} has no bf16; use --precision fp32")
     ours = Settings(channels_last=channels_last, amp_dtype=amp, fold_bn=fold_bn and "infer" in modes)
     if ours.fold_bn and _fold_fn() is None:
         ours = replace(ours, fold_bn=False)

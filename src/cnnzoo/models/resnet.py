@@ -41,8 +41,8 @@ STAGE_WIDTHS = (64, 128, 256, 512)  # output width of a basic block; a bottlenec
 CIFAR_WIDTHS = (16, 32, 64)  # section 4.2: 6n+2 layers, n blocks per stage
 
 
-def _drop_path(rate: float) -> nn.Module:
-    return DropPath(rate) if rate > 0 else nn.Identity()
+def _drop_path(rate: float) -> Optional[nn.Module]:
+    return DropPath(rate) if rate > 0 else None
 
 
 def _se(channels: int, reduction: Optional[int]) -> Optional[nn.Module]:
@@ -74,7 +74,10 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         if self.se is not None:
             out = self.se(out)
-        return self.relu(self.drop_path(out) + identity)
+        if self.drop_path is not None:
+            out = self.drop_path(out)
+        out += identity  # in place, as torchvision: no extra tensor per block
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -106,7 +109,10 @@ class Bottleneck(nn.Module):
         out = self.bn3(self.conv3(out))
         if self.se is not None:
             out = self.se(out)
-        return self.relu(self.drop_path(out) + identity)
+        if self.drop_path is not None:
+            out = self.drop_path(out)
+        out += identity  # in place, as torchvision: no extra tensor per block
+        return self.relu(out)
 
 
 def _zero_init_last_bn(model: nn.Module) -> None:
@@ -223,7 +229,10 @@ class CifarBasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         if self.se is not None:
             out = self.se(out)
-        return self.relu(self.drop_path(out) + self.shortcut(x))
+        if self.drop_path is not None:
+            out = self.drop_path(out)
+        out += self.shortcut(x)
+        return self.relu(out)
 
 
 class CifarResNet(PooledFcModel):
