@@ -370,17 +370,24 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
         if plan.note:
             notes.append(plan.note)
 
-    with torch.device("meta"):
-        amp = resolve_precision(precision, dev, create_model(name, num_classes=num_classes, in_chans=c, **kwargs))
+    def build_ours() -> nn.Module:
+        return create_model(name, num_classes=num_classes, in_chans=c, **kwargs)
+
+    with torch.device("meta"):  # no memory, no init: the precision choice and the parameter checks
+        meta_model = build_ours()
+        amp = resolve_precision(precision, dev, meta_model)
+        params = sum(p.numel() for p in meta_model.parameters() if p.requires_grad)
+        if tv_build is not None:
+            tv_params = sum(p.numel() for p in tv_build().parameters() if p.requires_grad)
+            if tv_params != params:
+                raise UserError(f"{name} ({params:,} parameters) and torchvision's {tv_name} ({tv_params:,}) differ: "
+                                "the comparison would not be like for like")
     if amp == torch.bfloat16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError(f"{torch.cuda.get_device_name(dev)} has no bf16; use --precision fp32")
     ours = Settings(channels_last=channels_last, amp_dtype=amp, fold_bn=fold_bn and "infer" in modes)
     if ours.fold_bn and _fold_fn() is None:
         ours = replace(ours, fold_bn=False)
         notes.append("BatchNorm folding skipped: cnnzoo.fuse is not available")
-
-    def build_ours() -> nn.Module:
-        return create_model(name, num_classes=num_classes, in_chans=c, **kwargs)
 
     variants: Dict[str, Tuple[Callable[[], nn.Module], Settings]] = {"ours": (build_ours, ours)}
     if tv_build is not None:
@@ -390,13 +397,6 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, c, h, w, generator=g)
     y = torch.randint(0, num_classes, (batch,), generator=g)
-    with torch.device("meta"):
-        params = sum(p.numel() for p in build_ours().parameters() if p.requires_grad)
-        if tv_build is not None:
-            tv_params = sum(p.numel() for p in tv_build().parameters() if p.requires_grad)
-            if tv_params != params:
-                raise UserError(f"{name} ({params:,} parameters) and torchvision's {tv_name} ({tv_params:,}) differ: "
-                                "the comparison would not be like for like")
 
     old_bench = torch.backends.cudnn.benchmark
     if dev.type == "cuda":
