@@ -18,10 +18,8 @@ from cnnzoo.data import (DATASETS, AugmentConfig, FolderData, ImageData, load_da
                          split_validation)
 from cnnzoo.data.sources import read_cifar_pickle, read_idx
 from cnnzoo.errors import UserError
+from conftest import FASHION_DIR, needs_fashion
 
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-needs_fashion = pytest.mark.skipif(not FASHION_DIR.is_dir(),
-                                   reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,7 @@ from cnnzoo.train.optim import lr_factor
 from cnnzoo.registry import create_model
 from cnnzoo.train import trainer as trainer_mod
 from cnnzoo.train.trainer import fit, has_depthwise_conv, plan_input, resolve_precision
+from conftest import needs_fashion
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
@@ -144,10 +145,7 @@ def test_lenet5_learns_digits(digits_run):
     assert json.loads((out / "results.json").read_text())["test_top1"] == results["test_top1"]
 
 
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+@needs_fashion
 def test_lenet5_learns_real_fashion_mnist(tmp_path):
     """The real IDX files, 300 labelled images per class, 4 epochs: tested on all 10,000 test images."""
     cfg = digits_cfg(tmp_path / "run", **{"data.name": "fashion-mnist", "data.per_class": 300, "train.epochs": 4,

@@ -81,9 +81,9 @@ def resolve_precision(precision: str, device: torch.device, model: Optional[nn.M
 
     ``auto``: bf16 on a GPU that has it (else fp16); on the CPU, bf16 where the CPU has native bf16
     (AVX512-BF16 or AMX) and ``model`` has no depthwise convolutions, fp32 otherwise. Measured on an
-    AVX512-BF16 EPYC (benchmarks/RESULTS.md): bf16 speeds the training step of plain and residual
-    networks 1.3-1.8x, but slows MobileNet-style depthwise networks (PyTorch's CPU depthwise kernels have
-    no fast bf16 path), so those stay in fp32. Without a model, the CPU gets fp32.
+    AVX512-BF16 EPYC (benchmarks/RESULTS.md): bf16 speeds the training step of every network without
+    depthwise convolutions 1.26-2.2x; with them it is mixed (EfficientNet-B0 0.87x, MobileNet v2 slower
+    at 64 px but 1.49x faster at 28 px), so those stay in fp32. Without a model, the CPU gets fp32.
     """
     if precision == "fp32":
         return None
