@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from cnnzoo import create_model
 from cnnzoo.models import AuxOutputs
 from cnnzoo.train.config import load_config
-from cnnzoo.train.trainer import fit, plan_input
+from cnnzoo.builder import plan_input
+from cnnzoo.train.trainer import fit
 
 FILES = {  # torchvision's raw file name: the split it belongs to
     "train-images-idx3-ubyte": "train", "train-labels-idx1-ubyte": "train",
@@ -125,7 +126,7 @@ def run_cnnzoo(a, zoo_dir: Path, out: Path) -> dict:
     """The same model and recipe through the trainer API, with cnnzoo's defaults."""
     cfg = load_config(None, {
         "model.name": a.model, "data.name": "fashion-mnist", "data.dir": str(zoo_dir), "data.val_split": 0.0,
-        "data.batch_size": a.batch_size, "data.hflip": True, "data.translate": 2,
+        "data.batch_size": a.batch_size, "data.augment.hflip": True, "data.augment.translate": 2,
         "optim.name": "sgd", "optim.lr": LR, "optim.momentum": MOMENTUM, "optim.weight_decay": WEIGHT_DECAY,
         "optim.decay_norm_and_bias": True, "schedule.name": "constant",
         "train.epochs": a.epochs, "train.seed": a.seed, "train.device": "cpu", "train.precision": a.precision,

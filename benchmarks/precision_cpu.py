@@ -1,6 +1,6 @@
 """Which precision trains each model faster on this CPU: fp32 or bf16 autocast (both channels_last).
 
-The evidence behind ``--precision auto`` on the CPU (cnnzoo.train.trainer.resolve_precision): for each
+The evidence behind ``--precision auto`` on the CPU (cnnzoo.runtime.resolve_precision): for each
 model, a training step (forward, cross-entropy, backward, SGD with momentum) on grey 28x28 images (the
 models' small-input form, as `cnnzoo train --data fashion-mnist` builds them) at batch 128, fp32 and bf16
 timed alternately, median of the repeats; prints images/s, the bf16/fp32 ratio and what ``auto`` picks.
@@ -18,8 +18,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from cnnzoo.registry import create_model
-from cnnzoo.train.trainer import cpu_has_native_bf16, has_depthwise_conv, plan_input, resolve_precision
+from cnnzoo.builder import create_model
+from cnnzoo.builder import plan_input
+from cnnzoo.runtime import cpu_has_native_bf16, has_depthwise_conv, resolve_precision
 
 MODELS = ["lenet5", "bn_convnet", "airbench_cpu", "resnet20", "resnet18", "seresnet18", "vgg11_bn", "nin",
           "googlenet", "densenet_bc_100_12", "mobilenet_v2", "efficientnet_b0", "mixer_s4_32"]

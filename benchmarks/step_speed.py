@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from cnnzoo.bench import benchmark, format_results
-from cnnzoo.train.trainer import cpu_has_native_bf16
+from cnnzoo.runtime import cpu_has_native_bf16
 
 
 def main() -> None:

@@ -55,7 +55,7 @@ def main() -> None:
         p["wall"] = p["total_seconds"]
     else:
         p = run(["train", "--model", a.model, "--data", "fashion-mnist", "--epochs", str(a.pretrain_epochs),
-                 "--set", "data.hflip=true", "--set", "data.translate=2", "--set", "schedule.name=onecycle",
+                 "--set", "data.augment.hflip=true", "--set", "data.augment.translate=2", "--set", "schedule.name=onecycle",
                  "--lr", "0.1", "--output", str(pre), *common])
     rows = [("pretrain on Fashion-MNIST (all 60k labels)", "-", p["test_top1"], p["wall"])]
     for n in a.shots:

@@ -96,15 +96,15 @@ def test_cost_head_gap_vs_fc():
 
 
 def test_cost_cli(capsys):
-    rc, out, _ = cli(capsys, "cost", "--input", "28x28x192", "--output", 32, "--kernel", 5, "--bottleneck", 16,
-                     "--depthwise", "--head", "7x7x512", "--classes", 1000)
+    rc, out, _ = cli(capsys, "cost", "--input", "192x28x28", "--output", 32, "--kernel", 5, "--bottleneck", 16,
+                     "--depthwise", "--head", "512x7x7", "--classes", 1000)
     assert rc == 0
     for n in ("120,422,400", "12,443,648", "8,580,096", "25,089,000", "513,000"):
         assert n in out
-    rc, out, _ = cli(capsys, "cost", "--head", "7x7x512", "--format", "json")
+    rc, out, _ = cli(capsys, "cost", "--head", "512x7x7", "--format", "json")
     assert json.loads(out)["head"][1]["params"] == 513_000
     rc, _, err = cli(capsys, "cost", "--input", "28x28", "--output", 32, "--kernel", 5)
-    assert rc == 2 and "HxWxC" in err
+    assert rc == 2 and "C x H x W" in err  # a feature map's channels have no default
 
 
 # ------------------------------------------------------------------------------------ receptive field

@@ -13,9 +13,9 @@ import torch
 
 from cnnzoo.bench import Settings, benchmark
 from cnnzoo.cli import main
-from cnnzoo.train.trainer import cpu_has_native_bf16
+from cnnzoo.runtime import cpu_has_native_bf16
 
-TINY = ["--repeats", "2", "--steps", "1", "--warmup", "1", "--threads", "1", "--batch", "4"]
+TINY = ["--repeats", "2", "--steps", "1", "--warmup", "1", "--threads", "1", "--batch-size", "4"]
 FIELDS = ["model", "input", "batch", "device", "settings", "precision", "channels_last", "params", "infer_img_s",
           "train_img_s", "infer_peak_mib", "train_peak_mib", "samples", "repeats", "steps", "warmup", "memory", "env"]
 
@@ -70,7 +70,7 @@ def test_small_input_option_is_used_without_vs(capsys):
 
 
 def test_vs_torchvision_gives_both_ratios(capsys):
-    rc, out, _ = cli(capsys, "benchmark", "resnet18", "--input", "3x32x32", "--batch", "2", "--repeats", "1",
+    rc, out, _ = cli(capsys, "benchmark", "resnet18", "--input", "3x32x32", "--batch-size", "2", "--repeats", "1",
                      "--steps", "1", "--warmup", "1", "--threads", "1", "--vs", "torchvision", "-f", "json")
     assert rc == 0
     (r,) = json.loads(out)
@@ -99,7 +99,7 @@ def test_bad_input_is_one_line_exit_2(capsys, bad):
     assert len(err.strip().splitlines()) == 1 and err.startswith("cnnzoo: error: --input")
 
 
-@pytest.mark.parametrize("flag", [["--batch", "0"], ["--repeats", "0"], ["--steps", "0"], ["--warmup", "-1"]])
+@pytest.mark.parametrize("flag", [["--batch-size", "0"], ["--repeats", "0"], ["--steps", "0"], ["--warmup", "-1"]])
 def test_bad_counts_exit_2(capsys, flag):
     rc, _, err = cli(capsys, "benchmark", "lenet5", "--input", "1x32x32", *TINY, *flag)
     assert rc == 2 and len(err.strip().splitlines()) == 1

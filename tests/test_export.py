@@ -256,7 +256,7 @@ def test_cli_export_registry_name(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_export_trained_run(tmp_path, capsys):
-    from cnnzoo.train.checkpoint import save_weights
+    from cnnzoo.io import save_weights
 
     run = tmp_path / "run"
     save_weights(run / "model.safetensors", create_model("resnet20", num_classes=10, in_chans=1),

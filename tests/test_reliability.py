@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnzoo.train.checkpoint import latest_checkpoint, load_weights
+from cnnzoo.io import RunDir, load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
@@ -62,7 +62,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(reference, tmp_path):
             break
     p.wait(timeout=60)
     assert p.returncode == -signal.SIGKILL
-    assert latest_checkpoint(out) is not None
+    assert RunDir(out).latest_checkpoint() is not None
     r = cli("train", "--resume", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr
     assert same_weights(reference, out)
@@ -76,12 +76,12 @@ def test_sigkill_while_writing_a_checkpoint(reference, tmp_path):
     ck = out / "checkpoints"
     deadline = time.time() + 120
     while time.time() < deadline:  # the second checkpoint's temporary directory appears: kill inside the write
-        if ck.is_dir() and latest_checkpoint(out) is not None and any(ck.glob(".epoch-0002.tmp-*")):
+        if ck.is_dir() and RunDir(out).latest_checkpoint() is not None and any(ck.glob(".epoch-0002.tmp-*")):
             break
         time.sleep(0.05)
     p.kill()
     p.communicate(timeout=60)
-    last = latest_checkpoint(out)
+    last = RunDir(out).latest_checkpoint()
     assert last is not None and last.name == "epoch-0001", last
     load_weights(last / "model.safetensors")  # whole, readable
     r = cli("train", "--resume", str(out), "--no-progress")
@@ -248,7 +248,7 @@ def test_crafted_training_state_is_refused_without_running(reference, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     marker = tmp_path / "pwned"
-    ck = latest_checkpoint(run)
+    ck = RunDir(run).latest_checkpoint()
     (ck / "state.pt").write_bytes(pickle.dumps({"epoch": _Evil(marker)}))
     _one_line(cli("train", "--resume", str(run), "--epochs", "4"), "refusing to load")
     assert not marker.exists()

@@ -15,12 +15,14 @@ import yaml
 
 from cnnzoo.cli import main
 from cnnzoo.errors import UserError
-from cnnzoo.train.checkpoint import latest_checkpoint, load_model, load_state, load_weights
+from cnnzoo.builder import load_model
+from cnnzoo.io import RunDir, load_state, load_weights
 from cnnzoo.train.config import Config, load_config, parse_override, resume_conflicts
 from cnnzoo.train.optim import lr_factor
-from cnnzoo.registry import create_model
-from cnnzoo.train import trainer as trainer_mod
-from cnnzoo.train.trainer import fit, has_depthwise_conv, plan_input, resolve_precision
+from cnnzoo.builder import create_model, plan_input
+from cnnzoo import runtime as runtime_mod
+from cnnzoo.runtime import has_depthwise_conv, resolve_precision
+from cnnzoo.train.trainer import fit
 from conftest import needs_fashion
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +101,7 @@ def test_schedules_are_sane(sched):
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_on_cpu_is_chosen_per_model(monkeypatch, native):
     """auto on the CPU: bf16 where the CPU has native bf16 and the model no depthwise convolutions."""
-    monkeypatch.setattr(trainer_mod, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(runtime_mod, "cpu_has_native_bf16", lambda: native)
     cpu = torch.device("cpu")
     with torch.device("meta"):
         plain, depthwise = create_model("resnet18"), create_model("mobilenet_v2")
@@ -163,7 +165,7 @@ def test_weights_metadata_and_reload(digits_run):
     assert meta["classes"] == [str(i) for i in range(10)] and meta["in_chans"] == 1
     model, meta2 = load_model(out)
     assert model.model_name == "lenet5" and not model.training
-    ck = latest_checkpoint(out)
+    ck = RunDir(out).latest_checkpoint()
     st = load_state(ck / "state.pt")
     assert st["epoch"] == 8 and st["batch_in_epoch"] == 0
 
@@ -200,13 +202,15 @@ def test_nonfinite_loss_stops_and_keeps_checkpoint(tmp_path):
 
 def test_aux_loss_is_weighted_and_training_only():
     from cnnzoo import AuxOutputs
-    from cnnzoo.train.trainer import Trainer
+    from cnnzoo.train.losses import classification_loss
 
-    t = Trainer(load_config(None, {"train.label_smoothing": 0.0}), Path("unused"))
-    t.aux_weight = 0.3
     torch.manual_seed(0)
     logits, a1, a2, y = torch.randn(4, 10), torch.randn(4, 10), torch.randn(4, 10), torch.tensor([0, 1, 2, 3])
-    loss, main_logits = t._loss(AuxOutputs(logits, [a2, a1]), y)
+    loss, main_logits = classification_loss(AuxOutputs(logits, [a2, a1]), y, aux_weight=0.3)
+    # torchvision's tuples (GoogLeNetOutputs) get the same loss, and no weight means the main head alone.
+    tv_loss, _ = classification_loss((logits, a2, a1), y, aux_weight=0.3)
+    torch.testing.assert_close(tv_loss, loss)
+    torch.testing.assert_close(classification_loss(AuxOutputs(logits, [a2, a1]), y)[0], torch.nn.functional.cross_entropy(logits, y))
     ce = torch.nn.functional.cross_entropy
     torch.testing.assert_close(loss, ce(logits, y) + 0.3 * (ce(a1, y) + ce(a2, y)))
     assert main_logits is logits
@@ -274,7 +278,7 @@ def test_interrupt_and_resume_is_bit_exact(tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     assert "resume with `cnnzoo train --resume" in err and "Traceback" not in err
-    assert not (part / "model.safetensors").exists() and latest_checkpoint(part) is not None
+    assert not (part / "model.safetensors").exists() and RunDir(part).latest_checkpoint() is not None
 
     r = cli("train", "--resume", str(part), "--no-progress")
     assert r.returncode == 0, r.stderr

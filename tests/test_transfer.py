@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from cnnzoo import create_model
 from cnnzoo.cli import main
 from cnnzoo.errors import UserError
-from cnnzoo.train.checkpoint import save_weights
+from cnnzoo.io import save_weights
 from cnnzoo.transfer import adapt_input_conv, freeze, freeze_bn, trainable_table
 
 torchvision = pytest.importorskip("torchvision")
@@ -147,7 +147,7 @@ def test_freeze_by_pattern_and_bad_stage():
     m = create_model("resnet18", num_classes=10)
     names = freeze(m, patterns=["layer1.*", "conv1.*"])
     assert names and all(n.startswith(("layer1.", "conv1.")) for n in names)
-    with pytest.raises(UserError, match="has no stage 'stage9'"):
+    with pytest.raises(UserError, match="freeze_until='stage9' is not a stage of resnet18"):
         freeze(m, until="stage9")
     with pytest.raises(UserError, match="matches no parameter"):
         freeze(create_model("resnet18"), patterns=["nothing.*"])

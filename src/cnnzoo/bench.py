@@ -17,9 +17,9 @@ How the numbers are taken, so they can be trusted:
 * a timed run is ``steps`` consecutive iterations between two clock reads (CUDA synchronised at both
   ends); the reported images/s is the median over ``repeats`` runs, the ratio is ours / theirs of the
   medians (above 1: cnnzoo is faster), and every sample is kept in the JSON;
-* inference is ``model.eval()`` under ``torch.no_grad()``; a training step is forward, cross-entropy (plus
-  0.3 x each auxiliary head's, for GoogLeNet-style models, on both sides), ``zero_grad``, backward and an
-  SGD step with momentum and weight decay.
+* inference is ``model.eval()`` under ``torch.no_grad()``; a training step is forward, the trainer's
+  :func:`~cnnzoo.train.losses.classification_loss` (auxiliary heads weighted by our model's ``aux_weight``, 0.3
+  for GoogLeNet, on both sides alike), ``zero_grad``, backward and an SGD step with momentum and weight decay.
 
 Peak memory is measured after the timing, in a separate pass of two iterations per variant, each
 built afresh (so one-time library set-up, done by then, is charged to no variant). It covers what the run
@@ -34,7 +34,6 @@ be used (not Linux) it is ``None``.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -46,19 +45,19 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .builder import create_model, model_info, plan_input
+from .choices import BENCH_PRECISIONS
 from .errors import UserError
-from .models import AuxOutputs
-from .registry import create_model, list_models, model_info
+from .registry import list_models
+from .runtime import autocast, precision_name, resolve_device, resolve_precision
+from .train.losses import classification_loss
 
 __all__ = ["Settings", "benchmark", "format_results", "torchvision_twins", "MEMORY_NOTE"]
 
 MODES = ("infer", "train")
-AUX_WEIGHT = 0.3  # GoogLeNet's auxiliary-loss weight, applied alike to both sides
 MEMORY_STEPS = 2  # iterations of the memory pass: the first creates the optimizer state, the second runs with it
-SMALL = 32  # inputs up to this size build a model's small-input option (28x28 grey, 32x32 colour)
 
 MEMORY_NOTE = {
     "cuda": "peak torch.cuda.max_memory_allocated above the allocation before the model was built",
@@ -83,7 +82,7 @@ class Settings:
 
     @property
     def precision(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, str(self.amp_dtype))
+        return precision_name(self.amp_dtype)
 
     def describe(self) -> str:
         parts = [self.precision, "channels_last" if self.channels_last else "NCHW"]
@@ -188,32 +187,12 @@ class PeakMemory:
 # ----------------------------------------------------------------------------------------- one variant
 
 
-def _loss(out: Any, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the main head plus 0.3 x each auxiliary head's (ours: AuxOutputs; torchvision: a tuple)."""
-    if isinstance(out, AuxOutputs):
-        main, aux = out.logits, list(out.aux)
-    elif isinstance(out, tuple):
-        main, aux = out[0], [a for a in out[1:] if a is not None]
-    else:
-        main, aux = out, []
-    loss = F.cross_entropy(main, y)
-    for a in aux:
-        loss = loss + AUX_WEIGHT * F.cross_entropy(a, y)
-    return loss
-
-
-def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 class _Run:
     """One variant in one mode: its model, its copy of the batch, and one iteration."""
 
     def __init__(self, key: str, build: Callable[[], nn.Module], settings: Settings, mode: str,
-                 x: torch.Tensor, y: torch.Tensor, device: torch.device) -> None:
-        self.key, self.settings, self.mode, self.device = key, settings, mode, device
+                 x: torch.Tensor, y: torch.Tensor, device: torch.device, aux_weight: float) -> None:
+        self.key, self.settings, self.mode, self.device, self.aux_weight = key, settings, mode, device, aux_weight
         self.folded = 0
         model = build().to(device)
         if mode == "infer":
@@ -234,11 +213,11 @@ class _Run:
 
     def step(self) -> None:
         if self.mode == "infer":
-            with torch.no_grad(), _autocast(self.device, self.settings.amp_dtype):
+            with torch.no_grad(), autocast(self.device, self.settings.amp_dtype):
                 self.model(self.x)
             return
-        with _autocast(self.device, self.settings.amp_dtype):
-            loss = _loss(self.model(self.x), self.y)
+        with autocast(self.device, self.settings.amp_dtype):
+            loss, _ = classification_loss(self.model(self.x), self.y, aux_weight=self.aux_weight)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -314,10 +293,10 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
     Args:
         name: a registry name.
         batch: images per iteration.
-        input_size: ``(C, H, W)``; at 32 px or less (and without ``vs``) a model with a small-input option is
-            built with it (:func:`cnnzoo.train.trainer.plan_input`).
+        input_size: ``(C, H, W)``; square inputs (without ``vs``) are planned as the trainer plans them
+            (:func:`cnnzoo.builder.plan_input`: small images build a model's small-input option).
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
-        precision: ``auto`` (:func:`cnnzoo.train.trainer.resolve_precision`), ``fp32`` or ``bf16``.
+        precision: ``auto`` (:func:`cnnzoo.runtime.resolve_precision`), ``fp32`` or ``bf16``.
         channels_last: run our model (and the "same settings" baseline) in channels_last.
         fold_bn: fold BatchNorm into the convolutions for inference (where ``cnnzoo.fuse`` is available).
         vs: ``None`` or ``"torchvision"``.
@@ -334,15 +313,13 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
         samples, the environment, and with ``vs`` a ``baselines`` dict (``torchvision_as_is``,
         ``torchvision_same``) holding the same numbers plus ``infer_ratio``/``train_ratio`` (ours / theirs).
     """
-    from .train.trainer import plan_input, resolve_device, resolve_precision
-
     say = log or (lambda msg: None)
     for what, v, lo in (("batch", batch, 1), ("repeats", repeats, 1), ("steps", steps, 1), ("warmup", warmup, 0),
                         ("num_classes", num_classes, 1)):
         if v < lo:
             raise UserError(f"--{what.replace('_', '-')} must be at least {lo}, got {v}")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise UserError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision not in BENCH_PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(BENCH_PRECISIONS)}, got {precision!r}")
     if vs not in (None, "torchvision"):
         raise UserError(f"--vs takes 'torchvision', got {vs!r}")
     bad = [m for m in modes if m not in MODES]
@@ -360,9 +337,9 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
         if c != 3:
             raise UserError(f"--vs torchvision needs 3-channel input (torchvision's {tv_name} takes RGB), "
                             f"got {c}x{h}x{w}")
-        if max(h, w) <= SMALL and info.small_input.mode == "option":
+        if info.small_input.has_option and info.small_input.is_small(max(h, w), info.input_size[-1]):
             notes.append(f"{name} built without its small-input option: the same architecture as torchvision's")
-    elif h == w and h <= SMALL:
+    elif h == w:
         plan = plan_input(name, h)
         kwargs = plan.kwargs
         if plan.image_size != h:
@@ -376,6 +353,7 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
     with torch.device("meta"):  # no memory, no init: the precision choice and the parameter checks
         meta_model = build_ours()
         amp = resolve_precision(precision, dev, meta_model)
+        aux_weight = float(getattr(meta_model, "aux_weight", 0.0))  # the trainer's weight, on both sides alike
         params = sum(p.numel() for p in meta_model.parameters() if p.requires_grad)
         if tv_build is not None:
             tv_params = sum(p.numel() for p in tv_build().parameters() if p.requires_grad)
@@ -420,7 +398,7 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
             for key, eff in unique.items():
                 say(f"{name}: {mode}: building and warming up {key} ({eff.describe()})")
                 torch.manual_seed(seed)
-                runs.append(_Run(key, variants[key][0], eff, mode, x, y, dev))
+                runs.append(_Run(key, variants[key][0], eff, mode, x, y, dev, aux_weight))
                 for _ in range(warmup):
                     runs[-1].step()
                 if key == "ours" and mode == "infer":
@@ -437,7 +415,7 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
                 mem = PeakMemory(dev)
                 mem.start()
                 torch.manual_seed(seed)
-                run = _Run(key, variants[key][0], eff, mode, x, y, dev)
+                run = _Run(key, variants[key][0], eff, mode, x, y, dev, aux_weight)
                 mem.reset()
                 for _ in range(MEMORY_STEPS):
                     run.step()

@@ -15,11 +15,15 @@ import sys
 from typing import List, Optional
 
 from . import __version__, commands
-from .errors import UserError
+from .errors import ParamError, UserError
 
 # The order of `cnnzoo --help`; modules not named here follow alphabetically.
 ORDER = ["train", "eval", "predict", "finetune", "list", "info", "summary", "conv_arith", "cost", "viz",
          "compare", "benchmark", "export"]
+
+
+# Library parameters that no flag of their own sets: the config key that does (--set KEY=VALUE, recipes).
+PARAM_SOURCES = {"freeze_until": "model.freeze_until", "freeze": "model.freeze"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +54,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (UserError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
         if os.environ.get("CNNZOO_DEBUG"):
             raise
+        if isinstance(e, ParamError):  # a library parameter, shown as the flag or config key that sets it
+            e = UserError(e.for_flag(PARAM_SOURCES.get(e.param, "--" + e.param.replace("_", "-"))))
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, (FileNotFoundError, PermissionError)) and getattr(e, "filename", None) and e.filename not in msg:
             msg = f"{msg}: {e.filename}"

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .train.checkpoint import atomic_write
+from .io import atomic_write
 from .fuse import fold_batchnorm_report
 
 __all__ = ["FORMATS", "DEFAULT_OPSET", "ExportCheckError", "export_model", "default_input_shape"]
@@ -42,7 +42,8 @@ class ExportCheckError(RuntimeError):
 
 def default_input_shape(model: nn.Module) -> Tuple[int, int, int, int]:
     """``(1, C, H, W)`` from the model's registry entry (its default input size) and ``in_chans``."""
-    from .registry import is_model, model_info
+    from .builder import model_info
+    from .registry import is_model
 
     name = getattr(model, "model_name", "")
     if not name or not is_model(name):

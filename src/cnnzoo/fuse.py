@@ -154,7 +154,8 @@ def _probe_input(model: nn.Module) -> Optional[torch.Tensor]:
     size = max(int(getattr(model, "min_input_size", 1) or 1), 32)
     name = getattr(model, "model_name", "")
     if name:
-        from .registry import is_model, model_info
+        from .builder import model_info
+        from .registry import is_model
 
         if is_model(name):
             size = max(size, min(model_info(name).input_size[-1], 64))

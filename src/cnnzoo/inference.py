@@ -7,22 +7,17 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["preprocess", "top_k"]
+from .builder import model_info
+from .data import convert_channels
+
+__all__ = ["preprocess", "top_k", "run_meta"]
 
 
 def preprocess(images: torch.Tensor, image_size: Sequence[int], mean: Sequence[float], std: Sequence[float],
                in_chans: int) -> torch.Tensor:
     """uint8 ``C x H x W`` (or ``N x C x H x W``) -> the normalised float batch the model was trained on."""
     x = images if images.dim() == 4 else images.unsqueeze(0)
-    x = x.float() / 255.0
-    if x.shape[1] != in_chans:
-        if in_chans == 1:  # ITU-R 601 luma, as PIL's "L" conversion
-            w = torch.tensor([0.299, 0.587, 0.114])[: x.shape[1]]
-            x = (x * (w / w.sum()).view(1, -1, 1, 1)).sum(1, keepdim=True)
-        elif x.shape[1] == 1:
-            x = x.repeat(1, in_chans, 1, 1)
-        else:
-            x = x[:, :in_chans]
+    x = convert_channels(x.float() / 255.0, in_chans)
     size = tuple(int(s) for s in image_size)
     if tuple(x.shape[-2:]) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
@@ -42,8 +37,6 @@ def top_k(probs: torch.Tensor, classes: List[str], k: int = 5) -> List[List[Tupl
 
 def run_meta(meta: Dict[str, Any], model) -> Dict[str, Any]:
     """The preprocessing a model needs, from its weights' metadata (ImageNet defaults otherwise)."""
-    from .registry import model_info
-
     info = model_info(model.model_name) if getattr(model, "model_name", "") else None
     size = meta.get("image_size") or (list(info.input_size[1:]) if info else [224, 224])
     c = int(meta.get("in_chans") or model.in_chans)

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ..errors import UserError
+from ..runtime import resolve_device
 from .flops import human
 from .load import is_run, read_results
 from .summary import summarize
@@ -47,18 +48,6 @@ class Entry:
         d = asdict(self)
         d["input"] = "x".join(map(str, self.input))
         return d
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here")
-    return dev
 
 
 def measure_speed(spec: str, input_size: Sequence[int], batch_size: int = 8, repeats: int = 3,

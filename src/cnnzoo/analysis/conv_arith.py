@@ -108,8 +108,9 @@ class ConvArith:
         square = (h.size, h.kernel, h.stride, h.padding, h.dilation) == (w.size, w.kernel, w.stride, w.padding,
                                                                           w.dilation)
         out: List[str] = []
-        for label, a in [("", h)] if square else [(" (height)", h), (" (width)", w)]:
-            out.append(f"output size{label} = (W - K + 2P) / S + 1")
+        # one formula when both axes agree; else each axis with its own symbol: H for the height, W for the width
+        for label, x, a in [("", "W", h)] if square else [(" (height)", "H", h), (" (width)", "W", w)]:
+            out.append(f"output size{label} = ({x} - K + 2P) / S + 1")
             if a.dilation > 1:
                 out.append(f"  dilated kernel K = D*(K-1) + 1 = {a.dilation}*({a.kernel}-1) + 1 = {a.eff_kernel}")
             out.append(f"  = {a.formula()}")
@@ -121,13 +122,14 @@ class ConvArith:
                     out.append("  padding that fits: " + ", ".join(
                         f"P={p} -> {out_size(a.size, a.kernel, a.stride, p, a.dilation)}" for p in a.fit_paddings))
                 else:
-                    out.append(f"  no padding fits: W - K is {'odd' if (a.size - a.eff_kernel) % 2 else 'even'} and "
-                               f"2P is even, so the stride {a.stride} never divides it")
+                    parity = "odd" if (a.size - a.eff_kernel) % 2 else "even"
+                    out.append(f"  no padding fits: {x} - K is {parity} and 2P is even, so the stride {a.stride} "
+                               "never divides it")
                 out.append("  input size that fits: " + ", ".join(
-                    f"W={s} -> {out_size(s, a.kernel, a.stride, a.padding, a.dilation)}" for s in a.fit_inputs))
+                    f"{x}={s} -> {out_size(s, a.kernel, a.stride, a.padding, a.dilation)}" for s in a.fit_inputs))
         oh, ow = self.out_hw
         if self.filters is not None:
-            out.append(f"output volume: {oh}x{ow}x{self.filters} = {oh * ow * self.filters:,} values")
+            out.append(f"output volume: {self.filters}x{oh}x{ow} = {oh * ow * self.filters:,} values")
         else:
             out.append(f"output: {oh}x{ow}")
         if self.params_shared is not None:

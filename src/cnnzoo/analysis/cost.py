@@ -9,18 +9,19 @@ padding:
 * bottleneck (GoogLeNet's 1x1 "reduce"): a 1x1 convolution ``C_in -> B`` first, then ``K x K``, ``B -> C_out``;
 * depthwise-separable (Xception, MobileNet): a ``K x K`` convolution per input channel, then a 1x1 ``C_in -> C_out``.
 
-The GoogLeNet example, a 5x5 convolution from 28x28x192 to 32 channels: 120,422,400 multiplies; through a
-16-channel bottleneck 12,443,648 -- ten times fewer.
+The GoogLeNet example, a 5x5 convolution from a 192x28x28 input (C x H x W) to 32 channels: 120,422,400
+multiplies; through a 16-channel bottleneck 12,443,648 -- ten times fewer. The command line's shapes are parsed
+by :func:`cnnzoo.analysis.shapes.parse_input`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from ..errors import UserError
 
-__all__ = ["Step", "Design", "conv_costs", "head_costs", "parse_hwc"]
+__all__ = ["Step", "Design", "conv_costs", "head_costs"]
 
 
 @dataclass
@@ -51,18 +52,6 @@ class Design:
     def as_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "macs": self.macs, "params": self.params,
                 "steps": [vars(s) for s in self.steps]}
-
-
-def parse_hwc(text: str, what: str = "--input") -> Tuple[int, int, int]:
-    """``"28x28x192"`` (height x width x channels, the case study's notation) -> ``(28, 28, 192)``."""
-    parts = str(text).lower().replace("×", "x").split("x")
-    try:
-        h, w, c = (int(p) for p in parts)
-    except ValueError:
-        raise UserError(f"{what} takes HxWxC (height x width x channels, e.g. 28x28x192), got {text!r}") from None
-    if min(h, w, c) < 1:
-        raise UserError(f"{what} sizes must be positive, got {text!r}")
-    return h, w, c
 
 
 def _conv(what: str, oh: int, ow: int, c_out: int, k: int, c_in: int, groups_per_channel: bool = False) -> Step:
@@ -109,8 +98,8 @@ def head_costs(h: int, w: int, c: int, classes: int) -> List[Design]:
         raise UserError("the feature map and --classes must be positive")
     flat = h * w * c
     return [
-        Design(f"flatten + FC ({h}*{w}*{c} = {flat:,} inputs)",
-               [Step(f"FC {flat:,}->{classes}", f"{h}*{w}*{c}*{classes} + {classes}", flat * classes,
+        Design(f"flatten + FC ({c}*{h}*{w} = {flat:,} inputs)",
+               [Step(f"FC {flat:,}->{classes}", f"{c}*{h}*{w}*{classes} + {classes}", flat * classes,
                      flat * classes + classes)]),
         Design(f"global average pool + FC ({c} inputs)",
                [Step(f"FC {c}->{classes}", f"{c}*{classes} + {classes}", c * classes, c * classes + classes)]),

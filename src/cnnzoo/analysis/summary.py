@@ -285,7 +285,8 @@ def summarize(
     Raises:
         ValueError: the input is smaller than the model takes (the model's own message), a bad depth.
     """
-    from .load import build_on_meta, default_input, parse_input
+    from .load import build_on_meta, default_input
+    from .shapes import parse_input
 
     if depth is not None and depth < 1:
         raise ValueError(f"depth must be at least 1, got {depth}")
@@ -297,7 +298,7 @@ def summarize(
         if input_size is None:
             input_size = default_input(net, meta)
     else:
-        from ..registry import model_info
+        from ..builder import model_info
         from .load import read_meta
 
         stored = read_meta(model).get("model_args") or {}

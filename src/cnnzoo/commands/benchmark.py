@@ -15,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "as-is (fp32, NCHW) and with the same settings, the timed runs alternated; it reports the medians and "
         "the ratios ours / theirs. See docs/benchmark.md.")
     p.add_argument("models", nargs="+", metavar="MODEL", help="registry names (cnnzoo list)")
-    p.add_argument("--batch", "-b", type=int, default=64, help="images per iteration (default 64)")
+    p.add_argument("--batch-size", "-b", type=int, default=64, help="images per iteration (default 64)")
+    p.add_argument("--batch", type=int, dest="batch_size", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)  # the old name, kept for scripts
     p.add_argument("--input", "-i", default="3x64x64", metavar="CxHxW",
                    help="input size (default 3x64x64); at 32 px or less, models with a small-input option are "
                    "built with it (not with --vs, which compares torchvision's architecture)")
@@ -43,10 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..analysis.load import parse_input
+    from ..analysis.shapes import parse_input
     from ..bench import MODES, benchmark, format_results
     from ..errors import UserError
-    from ..registry import model_info
+    from ..builder import model_info
 
     size = parse_input(args.input)
     for name in args.models:  # every name checked before anything is measured
@@ -64,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        results = [benchmark(name, batch=args.batch, input_size=size, device=args.device, precision=args.precision,
-                             channels_last=args.channels_last, fold_bn=args.fold_bn, vs=args.vs,
-                             repeats=args.repeats, steps=args.steps, warmup=args.warmup,
+        results = [benchmark(name, batch=args.batch_size, input_size=size, device=args.device,
+                             precision=args.precision, channels_last=args.channels_last, fold_bn=args.fold_bn,
+                             vs=args.vs, repeats=args.repeats, steps=args.steps, warmup=args.warmup,
                              num_classes=args.num_classes, modes=modes, seed=args.seed, log=log)
                    for name in args.models]
     finally:  # in-process callers (tests, scripts) keep their own setting

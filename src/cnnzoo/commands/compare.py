@@ -33,9 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.compare import compare, format_table
-    from ..analysis.load import is_run, parse_kwargs
+    from ..analysis.load import is_run
+    from ..analysis.shapes import parse_kwargs
     from ..errors import UserError
-    from ..registry import model_info
+    from ..builder import model_info
 
     specs = list(args.models) + list(args.runs)
     if not specs:
@@ -57,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.input:
             raise UserError("--small builds the models for 28-32 px images: give the size too, e.g. --input 3x32x32")
         for n in (s for s in specs if not is_run(s)):
-            si = model_info(n).small_input
-            if si.mode == "option":
-                per_model[n] = dict(si.kwargs)
+            option = model_info(n).small_input.option_kwargs()
+            if option:
+                per_model[n] = option
     entries = compare(specs, args.input, not args.no_timing, args.batch_size, args.repeats, args.device,
                       per_model, **kwargs)
     print(format_table(entries, args.format))

@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Output size (W - K + 2P) / S + 1 with the arithmetic shown; when the stride does not divide "
         "evenly, the paddings and input sizes that would. With --in-channels and --filters, the parameters with "
         "weight sharing and without it (a locally connected layer). See docs/conv-arith.md.")
-    p.add_argument("--input", "-i", type=_size, required=True, metavar="W|HxW", help="input size")
+    p.add_argument("--input", "-i", type=_size, required=True, metavar="N|HxW",
+                   help="input size: N (square) or HxW (height x width; each axis worked out on its own)")
     p.add_argument("--kernel", "-k", type=_size, required=True, metavar="K|KHxKW", help="kernel size")
     p.add_argument("--stride", "-s", type=_size, default=1, metavar="S", help="stride (default 1)")
     p.add_argument("--padding", "-p", type=_size, default=0, metavar="P", help="zero padding per side (default 0)")

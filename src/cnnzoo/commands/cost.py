@@ -11,15 +11,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "cost", help="cost of a convolution: standard vs 1x1 bottleneck vs depthwise-separable",
         description="Multiplies and weights of a KxK convolution ('same' padding) against the same layer behind a "
         "1x1 bottleneck (GoogLeNet) and as a depthwise-separable convolution (MobileNet), with the ratios; and a "
-        "classifier head on a feature map: flatten + FC against global average pooling + FC. "
-        "See docs/cost.md.")
-    p.add_argument("--input", "-i", metavar="HxWxC", help="input feature map, height x width x channels (28x28x192)")
+        "classifier head on a feature map: flatten + FC against global average pooling + FC. Shapes are "
+        "C x H x W, as in every cnnzoo command. See docs/cost.md.")
+    p.add_argument("--input", "-i", metavar="CxHxW", help="input feature map, channels x height x width (192x28x28)")
     p.add_argument("--output", "-o", type=int, metavar="C", help="output channels")
     p.add_argument("--kernel", "-k", type=int, metavar="K", help="kernel size K (KxK)")
     p.add_argument("--stride", type=int, default=1, metavar="S", help="stride of the KxK convolution (default 1)")
     p.add_argument("--bottleneck", "-b", type=int, metavar="B", help="compare a 1x1 reduction to B channels first")
     p.add_argument("--depthwise", action="store_true", help="compare a depthwise-separable convolution")
-    p.add_argument("--head", metavar="HxWxC", help="a classifier's input feature map, e.g. 7x7x512")
+    p.add_argument("--head", metavar="CxHxW", help="a classifier's input feature map, channels x height x width "
+                   "(VGG's 512x7x7)")
     p.add_argument("--classes", type=int, default=1000, metavar="N", help="classes of the head (default 1000)")
     p.add_argument("--format", "-f", choices=["text", "json"], default="text")
     p.set_defaults(func=run)
@@ -38,33 +39,34 @@ def _table(title: str, designs, what: str) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.cost import conv_costs, head_costs, parse_hwc
+    from ..analysis.cost import conv_costs, head_costs
+    from ..analysis.shapes import parse_input
     from ..errors import UserError
 
     conv_args = (args.output, args.kernel)
     if args.input is None and args.head is None:
-        raise UserError("give a convolution (--input HxWxC --output C --kernel K) and/or a head (--head HxWxC)")
+        raise UserError("give a convolution (--input CxHxW --output C --kernel K) and/or a head (--head CxHxW)")
     out, result = [], {}
     if args.input is not None:
         if None in conv_args:
             raise UserError("--input needs --output (channels) and --kernel")
-        h, w, c = parse_hwc(args.input)
+        c, h, w = parse_input(args.input, need_channels=True)
         designs = conv_costs(h, w, c, args.output, args.kernel, args.bottleneck, args.depthwise, args.stride)
         oh, ow = -(-h // args.stride), -(-w // args.stride)
-        out += _table(f"{args.kernel}x{args.kernel} convolution, {h}x{w}x{c} -> {oh}x{ow}x{args.output} "
+        out += _table(f"{args.kernel}x{args.kernel} convolution, {c}x{h}x{w} -> {args.output}x{oh}x{ow} "
                       f"('same' padding, stride {args.stride}; multiplies = output positions x weights per output)",
                       designs, "multiplies")
         result["conv"] = [d.as_dict() for d in designs]
     elif any(v is not None for v in conv_args) or args.bottleneck is not None or args.depthwise:
-        raise UserError("--output, --kernel, --bottleneck and --depthwise need --input HxWxC")
+        raise UserError("--output, --kernel, --bottleneck and --depthwise need --input CxHxW")
     if args.head is not None:
         if args.classes < 1:
             raise UserError(f"--classes must be at least 1, got {args.classes}")
-        h, w, c = parse_hwc(args.head, "--head")
+        c, h, w = parse_input(args.head, what="--head", need_channels=True)
         heads = head_costs(h, w, c, args.classes)
         if out:
             out.append("")
-        out.append(f"classifier head on a {h}x{w}x{c} feature map, {args.classes} classes (weights + biases)")
+        out.append(f"classifier head on a {c}x{h}x{w} feature map, {args.classes} classes (weights + biases)")
         for d in heads:
             st = d.steps[0]
             out.append(f"  {d.name:<44} {st.formula:>22} = {d.params:>12,} parameters   ({d.macs:,} multiplies)")

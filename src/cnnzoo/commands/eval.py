@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+
 import json
 from pathlib import Path
+
+from ..choices import DATASETS, TTA_MODES, canonical_dataset
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -13,10 +16,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "trained model on the test split. Several runs are also scored as an ensemble that averages "
                        "their probabilities.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR|WEIGHTS")
-    p.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--data", type=canonical_dataset, choices=DATASETS, metavar="DATA",
+                   help="dataset (default: the one the model was trained on): " + " | ".join(DATASETS))
     p.add_argument("--data-dir")
     p.add_argument("--split", choices=["test", "train"], default="test")
-    p.add_argument("--tta", choices=["flip", "tencrop"], help="test-time augmentation")
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--output", "-o", help="where to write confusion.png/csv (default: RUN_DIR/eval)")
@@ -78,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset, make_loader
     from ..errors import UserError
     from ..inference import run_meta
-    from ..train.checkpoint import load_model
+    from ..builder import load_model
     from ..train.evaluate import metrics_from_probs
-    from ..train.trainer import resolve_device
+    from ..runtime import resolve_device
 
     device = resolve_device(args.device)
     members, all_probs, labels, classes = [], [], None, None

@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..export import DEFAULT_OPSET, ExportCheckError, export_model
     from ..inference import run_meta
-    from ..registry import closest_models, is_model, model_info
-    from ..train.checkpoint import load_model
+    from ..builder import model_info
+    from ..registry import closest_models, is_model
+    from ..builder import load_model
 
     if args.opset is not None and args.format != "onnx":
         raise UserError("--opset applies to --format onnx only")

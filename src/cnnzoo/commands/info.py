@@ -15,22 +15,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..registry import count_params, model_info
+    from ..catalog import get_entry
 
-    info = model_info(args.model)
-    d = info.as_dict()
-    d["params"] = count_params(args.model)
+    d = dict(get_entry(args.model))
+    citation = d.pop("citation")
     if args.format == "json":
         print(json.dumps(d, indent=2))
         return 0
-    c, h, w = info.input_size
-    print(f"{info.name}: {info.description}")
-    print(f"  family        {info.family}")
-    print(f"  paper         {info.paper.cite()}")
+    c, h, w = d["input_size"]
+    m = d["min_input_size"]
+    print(f"{d['name']}: {d['description']}")
+    print(f"  family        {d['family']}")
+    print(f"  paper         {citation}")
     print(f"  parameters    {d['params']:,} (1000 classes)")
-    print(f"  input         {c}x{h}x{w}, at least {info.min_input_size}x{info.min_input_size}")
-    print(f"  small images  {info.small_input.describe()}")
-    print(f"  aux heads     {'yes (training only)' if info.aux_logits else 'no'}")
-    print(f"  stages        {', '.join(info.stages)}")
-    print(f"  torchvision   {info.torchvision or '-'}")
+    print(f"  input         {c}x{h}x{w}, at least {m}x{m}")
+    print(f"  small images  {d['small_input']}")
+    print(f"  aux heads     {'yes (training only)' if d['aux_logits'] else 'no'}")
+    print(f"  stages        {', '.join(d['stages'])}")
+    print(f"  torchvision   {d['torchvision'] or '-'}")
     return 0

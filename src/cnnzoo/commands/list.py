@@ -9,21 +9,32 @@ import json
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list the models", description="List registered models: name, family, year, "
                        "parameters (1000 classes), default input size, how it takes 28-32 px images.")
-    p.add_argument("pattern", nargs="?", default="*", help="shell wildcard, e.g. 'resnet*' (default: all)")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="a shell wildcard ('resnet*') or a part of the name ('vgg': every name containing it); "
+                   "default: all")
     p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     p.set_defaults(func=run)
 
 
+def name_pattern(pattern: str) -> str:
+    """The shell wildcard a ``cnnzoo list`` pattern stands for.
+
+    A pattern with a wildcard character (``*``, ``?`` or ``[``) is used as given (``resnet*``: names starting with
+    resnet); one without is a part of the name (``vgg`` -> ``*vgg*``: every name containing it), as timm's
+    ``list_models`` reads its filters.
+    """
+    return pattern if any(ch in pattern for ch in "*?[") else f"*{pattern}*"
+
+
 def rows(pattern: str = "*"):
-    from ..registry import count_params, list_models, model_info
+    from ..catalog import list_entries
 
     out = []
-    for name in list_models(pattern):
-        info = model_info(name)
-        c, h, w = info.input_size
-        out.append(dict(name=name, family=info.family, year=info.paper.year, params=count_params(name),
-                        input=f"{c}x{h}x{w}", min=info.min_input_size, small=info.small_input.describe(),
-                        paper=info.paper.title, url=info.paper.url))
+    for e in list_entries(name_pattern(pattern)):
+        c, h, w = e["input_size"]
+        out.append(dict(name=e["name"], family=e["family"], year=e["paper"]["year"], params=e["params"],
+                        input=f"{c}x{h}x{w}", min=e["min_input_size"], small=e["small_input"],
+                        paper=e["paper"]["title"], url=e["paper"]["url"]))
     return out
 
 

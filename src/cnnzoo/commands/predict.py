@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..choices import TTA_MODES
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify images with a trained model",
@@ -13,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", metavar="RUN_DIR|WEIGHTS", help="a run directory or a .safetensors file")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", "-k", type=int, default=5)
-    p.add_argument("--tta", choices=["flip", "tencrop"], help="average over test-time views")
+    p.add_argument("--tta", choices=TTA_MODES, help="average over test-time views")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=run)
 
@@ -24,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_image
     from ..errors import UserError
     from ..inference import preprocess, run_meta, top_k
-    from ..train.checkpoint import load_model
+    from ..builder import load_model
     from ..train.evaluate import predict_logits
 
     if args.top_k < 1:

@@ -30,8 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def model_kwargs(args: argparse.Namespace) -> dict:
     """``--kw``, ``--num-classes`` and ``--small`` as create_model arguments (shared with ``compare``)."""
-    from ..analysis.load import parse_kwargs, read_meta
-    from ..registry import model_info
+    from ..analysis.load import read_meta
+    from ..analysis.shapes import parse_kwargs
+    from ..builder import model_info
 
     kwargs = parse_kwargs(args.kw)
     if args.num_classes is not None:
@@ -42,46 +43,40 @@ def model_kwargs(args: argparse.Namespace) -> dict:
         kwargs["num_classes"] = args.num_classes
     if getattr(args, "small", False):
         for spec in args.model if isinstance(args.model, list) else [args.model]:
-            si = model_info(read_meta(spec)["model"]).small_input
-            if si.mode == "option":
-                for k, v in si.kwargs.items():
-                    kwargs.setdefault(k, v)
+            for k, v in model_info(read_meta(spec)["model"]).small_input.option_kwargs().items():
+                kwargs.setdefault(k, v)
     return kwargs
 
 
 def small_hint(spec: str, small: bool) -> str:
     """What to add to the command line when a model rejects a small input."""
     from ..analysis.load import read_meta
-    from ..registry import model_info
+    from ..builder import model_info
 
     try:
         si = model_info(read_meta(spec)["model"]).small_input
     except Exception:  # noqa: BLE001 - a hint is optional
         return ""
-    if si.mode == "option" and not small:
-        args = " ".join(f"--kw {k}={str(v).lower()}" for k, v in si.kwargs.items())
-        return f" On the command line: add --small (or {args})."
-    if si.mode == "resize":
-        return f" On the command line: --input {si.size}x{si.size} (this model needs a large input)."
-    return ""
+    if si.has_option and small:
+        return ""
+    hint = si.command_line_hint()
+    return f" On the command line: {hint}." if hint else ""
 
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.load import read_meta
     from ..analysis.summary import summarize
     from ..errors import UserError
-    from ..registry import model_info
+    from ..builder import model_info
 
     if args.depth is not None and args.depth < 1:
         raise UserError(f"--depth must be at least 1, got {args.depth}")
     kwargs = model_kwargs(args)
     size = args.input
     if args.small and size is None:
-        si = model_info(read_meta(args.model)["model"]).small_input
-        if si.mode == "resize":
-            size = f"{si.size}x{si.size}"
-        elif si.mode == "option":
-            size = "32x32"
+        side = model_info(read_meta(args.model)["model"]).small_input.input_for_small_images()
+        if side is not None:
+            size = f"{side}x{side}"
     try:
         s = summarize(args.model, size, args.depth, **kwargs)
     except ValueError as e:

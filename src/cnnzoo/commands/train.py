@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from ..choices import DATASETS, PRECISIONS, canonical_dataset
+
 # Common flags and the config key each one sets.
 FLAGS = {
     "model": "model.name",
@@ -29,7 +31,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set optim.lr=0.05 --set model.kwargs.drop_rate=0.2")
     p.add_argument("--model", help="registry name (cnnzoo list)")
-    p.add_argument("--data", help="digits | mnist | fashion-mnist | kmnist | cifar10 | cifar100 | folder")
+    p.add_argument("--data", type=canonical_dataset, choices=DATASETS, metavar="DATA", help=" | ".join(DATASETS))
     p.add_argument("--data-dir", help="where the dataset's files are")
     p.add_argument("--download", action="store_true", help="download the dataset with torchvision (needs a network)")
     p.add_argument("--epochs", type=int)
@@ -42,9 +44,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms: bit-exact reruns")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--precision", choices=PRECISIONS)
     p.add_argument("--pretrained", metavar="PATH", help="start from these weights (see docs/transfer.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, epoch lines only")
+    p.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files (needs tensorboard)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +72,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         ov["train.deterministic"] = True
     if args.no_progress:
         ov["run.progress"] = "none"
+    if args.tensorboard:
+        ov["run.tensorboard"] = True
     for item in args.set:
         k, v = parse_override(item)
         ov[k] = v

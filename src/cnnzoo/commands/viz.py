@@ -53,11 +53,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import torch.nn.functional as F
 
-    from ..analysis.load import is_run, load_model, parse_kwargs
+    from ..analysis.load import is_run, load_model
+    from ..analysis.shapes import parse_kwargs
     from ..errors import UserError
     from ..inference import preprocess, run_meta
     from ..viz.features import capture, default_layers, plot_feature_maps, plot_filters
     from ..viz.gradcam import grad_cam, plot_grad_cam
+    from ..data import load_image
     from ..viz.images import centre_crop
 
     if args.max_maps < 1:
@@ -65,14 +67,7 @@ def run(args: argparse.Namespace) -> int:
     trained = is_run(args.model)
     model, meta = load_model(args.model, **({} if trained else parse_kwargs(args.kw)))
     rm = run_meta(meta, model)
-    if args.image.startswith("skimage:"):
-        from ..viz.images import load_image
-
-        img = load_image(args.image, rm["in_chans"] if rm["in_chans"] in (1, 3) else None)
-    else:
-        from ..data import load_image
-
-        img = load_image(args.image, rm["in_chans"] if rm["in_chans"] in (1, 3) else None, data_dir=args.data_dir)
+    img = load_image(args.image, rm["in_chans"] if rm["in_chans"] in (1, 3) else None, data_dir=args.data_dir)
     size = tuple(int(s) for s in rm["image_size"])
     crop = centre_crop(img, size)
     x = preprocess(crop, size, rm["mean"], rm["std"], rm["in_chans"])

@@ -11,9 +11,10 @@
 """
 
 from .augment import AugmentConfig
-from .base import Dataset, FolderData, ImageData, split_validation
+from .base import Dataset, FolderData, ImageData, convert_channels, split_validation, take_per_class
+from .images import load_image
 from .loader import FolderLoader, Loader, TensorLoader, make_loader
-from .sources import DATASETS, load_dataset, load_image
+from .sources import DATASETS, load_dataset
 
 __all__ = [
     "AugmentConfig",
@@ -24,8 +25,10 @@ __all__ = [
     "ImageData",
     "Loader",
     "TensorLoader",
+    "convert_channels",
     "load_dataset",
     "load_image",
     "make_loader",
     "split_validation",
+    "take_per_class",
 ]

@@ -56,8 +56,12 @@ class AugmentConfig:
     erasing_scale: Tuple[float, float] = (0.02, 0.25)
 
     def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "AugmentConfig":
+        """Check every setting (types and ranges), as a config file or ``--set data.augment.KEY`` gives it."""
         def bad(what: str, value, want: str):
-            raise UserError(f"augmentation {what}={value!r} is out of range; use {want}")
+            raise UserError(f"data.augment.{what}={value!r} is out of range; use {want}")
 
         if not isinstance(self.hflip, bool):
             bad("hflip", self.hflip, "true or false")
@@ -76,6 +80,7 @@ class AugmentConfig:
                 or not 0.0 < sc[0] <= sc[1] <= 1.0):
             bad("erasing_scale", sc, "two area fractions (lo, hi) with 0 < lo <= hi <= 1, e.g. (0.02, 0.25)")
         self.erasing_scale = (float(sc[0]), float(sc[1]))
+        return self
 
     @property
     def active(self) -> bool:

@@ -14,8 +14,8 @@ import torch
 
 from ..errors import UserError
 
-__all__ = ["ImageData", "FolderData", "Dataset", "Split", "split_validation", "channel_stats",
-           "IMAGENET_MEAN", "IMAGENET_STD", "LUMA"]
+__all__ = ["ImageData", "FolderData", "Dataset", "Split", "split_validation", "take_per_class", "channel_stats",
+           "convert_channels", "convert_stats", "IMAGENET_MEAN", "IMAGENET_STD", "LUMA"]
 
 # ImageNet's per-channel statistics on a 0..1 scale, the convention for photographs of unknown origin.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -173,3 +173,39 @@ def convert_stats(values: Sequence[float], have: int, want: int, kind: str) -> T
         return (sum(w * v for w, v in zip(LUMA, values)),)
     raise UserError(f"{kind} has {len(values)} values but the images have {want} channels (stored: {have}); "
                     f"give one value per channel")
+
+
+def convert_channels(x: torch.Tensor, in_chans: Optional[int]) -> torch.Tensor:
+    """Images (``C x H x W`` or ``N x C x H x W``, uint8 or float) with ``in_chans`` channels.
+
+    Grey to RGB repeats the channel; RGB to grey is the BT.601 luma (:data:`LUMA`, PIL's ``convert("L")``),
+    rounded for uint8. ``None`` or the same count returns ``x`` unchanged.
+    """
+    dim = x.dim() - 3
+    c = int(x.shape[dim])
+    if in_chans is None or in_chans == c:
+        return x
+    if c == 1 and in_chans == 3:
+        return x.expand(*x.shape[:dim], 3, *x.shape[dim + 1:]).contiguous()
+    if c == 3 and in_chans == 1:
+        shape = [1] * x.dim()
+        shape[dim] = 3
+        grey = (x.float() * torch.tensor(LUMA, device=x.device).view(shape)).sum(dim, keepdim=True)
+        return grey.round().clamp(0, 255).to(torch.uint8) if x.dtype == torch.uint8 else grey.to(x.dtype)
+    raise UserError(f"cannot turn {c}-channel images into {in_chans}-channel input; use 1 (grey) or 3 (RGB)")
+
+
+def take_per_class(data: Split, n: int, seed: int) -> Split:
+    """The first ``n`` images of each class in a seeded shuffle: a small labelled set for few-shot runs."""
+    labels = data.labels
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed + 7919))
+    keep, count = [], {}
+    for i in perm.tolist():
+        c = int(labels[i])
+        if count.get(c, 0) < n:
+            count[c] = count.get(c, 0) + 1
+            keep.append(i)
+    idx = torch.tensor(sorted(keep))
+    if isinstance(data, ImageData):
+        return ImageData(data.images[idx], data.labels[idx])
+    return FolderData([data.samples[i] for i in idx.tolist()])

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from .augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, AugmentConfig, BatchAugment, pca_eigen
-from .base import LUMA, FolderData, ImageData, convert_stats
+from .base import FolderData, ImageData, convert_channels, convert_stats
 
 __all__ = ["Loader", "TensorLoader", "FolderLoader", "make_loader"]
 
@@ -76,7 +76,6 @@ class Loader:
         # Normalisation fused with the 0..255 -> 0..1 scaling: x * scale + bias.
         self.scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=self.device).view(1, -1, 1, 1)
         self.bias = torch.tensor([-m / s for m, s in zip(mean, std)], device=self.device).view(1, -1, 1, 1)
-        self.luma = torch.tensor(LUMA, device=self.device).view(1, 3, 1, 1)
         self.augment = augment if (self.train and augment is not None and augment.active) else None
         self.per_rank = self.n // world_size if self.train else len(range(rank, self.n, world_size))
         self.num_batches = (self.per_rank // batch_size if self.drop_last
@@ -110,8 +109,7 @@ class Loader:
     def _process(self, x: torch.Tensor, epoch: int, batch: int) -> torch.Tensor:
         """uint8 batch on the device -> normalised float32 input."""
         x = x.float()
-        if self.src_chans == 3 and self.work_chans == 1:
-            x = (x * self.luma).sum(1, keepdim=True)
+        x = convert_channels(x, self.work_chans)
         if tuple(x.shape[-2:]) != self.image_size:
             x = self._resize(x)
         g = None
@@ -121,8 +119,7 @@ class Loader:
         x = torch.addcmul(self.bias, x, self.scale)
         if self._aug is not None:
             x = self._aug.erase(x, g)
-        if self.work_chans != self.in_chans:
-            x = x.expand(-1, self.in_chans, -1, -1)
+        x = convert_channels(x, self.in_chans)
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:

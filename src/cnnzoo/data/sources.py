@@ -32,12 +32,12 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from ..choices import DATASETS, canonical_dataset
 from ..errors import UserError
 from .base import Dataset, ImageData, _stratified_pick, channel_stats, check_split
 
-__all__ = ["DATASETS", "load_dataset", "load_image", "read_idx", "read_cifar_pickle", "cache_dir"]
+__all__ = ["DATASETS", "load_dataset", "read_idx", "read_cifar_pickle", "cache_dir", "cached_dataset"]
 
-DATASETS = ["digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "folder"]
 
 DIGITS_TEST_FRACTION = 0.2  # digits has no official test split: this fixed share is held out
 DIGITS_TEST_SEED = 0
@@ -360,8 +360,7 @@ def load_dataset(name: str, data_dir: Optional[str] = None, download: bool = Fal
     Raises:
         UserError: unknown name, files missing, truncated or corrupt.
     """
-    key = str(name).lower().replace("_", "-")
-    key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar-100": "cifar100"}.get(key, key)
+    key = canonical_dataset(name)
     if key == "digits":
         return _load_digits()
     if key in IDX_SETS:
@@ -376,59 +375,5 @@ def load_dataset(name: str, data_dir: Optional[str] = None, download: bool = Fal
 
 
 @lru_cache(maxsize=2)
-def _cached_dataset(name: str, data_dir: Optional[str]) -> Dataset:
+def cached_dataset(name: str, data_dir: Optional[str]) -> Dataset:
     return load_dataset(name, data_dir)
-
-
-def _convert_channels(img: torch.Tensor, in_chans: Optional[int], where: str) -> torch.Tensor:
-    c = img.shape[0]
-    if in_chans is None or in_chans == c:
-        return img
-    if c == 1 and in_chans == 3:
-        return img.expand(3, -1, -1).contiguous()
-    if c == 3 and in_chans == 1:
-        w = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
-        return (img.float() * w).sum(0, keepdim=True).round().clamp(0, 255).to(torch.uint8)
-    raise UserError(f"{where} has {c} channels and cannot be made {in_chans}; use in_chans 1 or 3")
-
-
-_SPEC = re.compile(r"^([A-Za-z0-9_-]+):(\d+)$")
-
-
-def load_image(spec: str, in_chans: Optional[int] = None, *, data_dir: Optional[str] = None) -> torch.Tensor:
-    """An image as uint8 C x H x W: from a file (PNG, JPEG, anything PIL reads) or ``"dataset:index"``.
-
-    ``"fashion-mnist:123"`` is image 123 of that dataset's test split (its train split where it has no test
-    split). An existing file of that name wins over the dataset form.
-
-    Args:
-        spec: a file path or ``"<dataset>:<index>"``.
-        in_chans: convert to this many channels (1: luma, 3: grey repeated); None keeps the stored ones
-            (files: grey stays 1 channel, everything else becomes RGB).
-        data_dir: where the dataset's files are, for the ``"dataset:index"`` form.
-
-    Raises:
-        UserError: missing or unreadable file, not an image, unknown dataset, index out of range.
-    """
-    spec = str(spec)
-    if in_chans not in (None, 1, 3):
-        raise UserError(f"in_chans must be 1 or 3, got {in_chans!r}")
-    m = _SPEC.match(spec)
-    if m and not os.path.exists(spec):
-        name, index = m.group(1).lower().replace("_", "-"), int(m.group(2))
-        if name == "folder":
-            raise UserError(f"{spec!r}: the folder dataset has no fixed order; give the image file's path instead")
-        ds = _cached_dataset(name, data_dir)
-        split = ds.test if ds.test is not None else ds.train
-        if index >= len(split):
-            raise UserError(f"{spec!r}: index {index} is out of range, the {name} "
-                            f"{'test' if ds.test is not None else 'train'} split has {len(split)} images")
-        return _convert_channels(split.images[index].clone(), in_chans, spec)
-    from .folder import decode_image
-
-    if not os.path.isfile(spec):
-        raise UserError(f"no such image file: {spec}; check the path (or use 'dataset:index', e.g. 'digits:5')")
-    img = decode_image(spec, None if in_chans is None else ("L" if in_chans == 1 else "RGB"))
-    if isinstance(img, str):
-        raise UserError(f"cannot read {spec} as an image ({img}); give a PNG, JPEG or other image file")
-    return img

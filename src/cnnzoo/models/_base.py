@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ._spec import SmallInput
 
 __all__ = ["ZooModel", "PooledFcModel", "SequentialHeadModel", "AuxHeadsModel", "AuxOutputs"]
 
@@ -47,6 +49,8 @@ class ZooModel(nn.Module):
     aux_logits: bool = False
     aux_weight: float = 0.0
     model_name: str = ""
+    # How the registered variant takes small images; set by the builder (cnnzoo.builder.create_model).
+    small_input_spec: Optional[SmallInput] = None
 
     @property
     def stage_names(self) -> Tuple[str, ...]:
@@ -75,19 +79,9 @@ class ZooModel(nn.Module):
             )
         h, w = int(x.shape[-2]), int(x.shape[-1])
         if min(h, w) < self.min_input_size:
-            from ..registry import is_model, model_info
-
-            hint = f"resize the images to at least {self.min_input_size}x{self.min_input_size}"
-            if self.model_name and is_model(self.model_name):
-                info = model_info(self.model_name)
-                if info.small_input.mode == "option" and not all(
-                    getattr(self, k, None) == v for k, v in info.small_input.kwargs.items()
-                ):
-                    args = ", ".join(f"{k}={v!r}" for k, v in info.small_input.kwargs.items())
-                    hint += f", or build it with {args} for small images"
-                elif info.small_input.mode == "resize":
-                    s = info.small_input.size
-                    hint = f"resize the images to {s}x{s} (at least {self.min_input_size})"
+            spec = self.small_input_spec
+            hint = (spec.remedy(self, self.min_input_size) if spec is not None
+                    else f"resize the images to at least {self.min_input_size}x{self.min_input_size}")
             raise ValueError(
                 f"{self._label()} needs inputs of at least {self.min_input_size}x{self.min_input_size} "
                 f"pixels, got {h}x{w}; {hint}."
@@ -104,6 +98,14 @@ class ZooModel(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def aux_heads(self) -> List[nn.Module]:
+        """The auxiliary classifiers that are built (each with ``get_classifier`` and ``reset_classifier``)."""
+        return []
+
+    def aux_head_names(self) -> Tuple[str, ...]:
+        """Attribute names of the auxiliary classifiers the architecture can have, built or not."""
+        return ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -170,9 +172,6 @@ class AuxHeadsModel(PooledFcModel):
     """
 
     def _features(self, x: torch.Tensor, with_aux: bool) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        raise NotImplementedError  # pragma: no cover - abstract
-
-    def aux_heads(self) -> List[nn.Module]:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

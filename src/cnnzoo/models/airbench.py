@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..registry import Paper, register_model
+from ._spec import Paper, register_model
 from ._base import ZooModel, linear_or_identity
 
 __all__ = ["AirNet"]

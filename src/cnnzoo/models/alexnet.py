@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from ._base import SequentialHeadModel, linear_or_identity, min_size_for
 
 __all__ = ["AlexNet", "GroupedLRN"]

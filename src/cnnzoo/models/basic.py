@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import ConvBnAct
-from ..registry import Paper, register_model
+from ._spec import Paper, register_model
 from ._base import ZooModel, linear_or_identity
 
 __all__ = ["SimpleConvNet"]

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from ._base import ZooModel, linear_or_identity, min_size_for
 
 __all__ = ["DenseNet", "DenseLayer", "DenseBlock", "Transition", "CONFIGS", "cifar_block_config"]

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..layers import ConvBnAct, DropPath, SqueezeExcite, make_divisible
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from ._base import SequentialHeadModel, init_weights_default, linear_or_identity
 
 __all__ = ["EfficientNet", "MBConv", "Scaling", "B0_STAGES", "VARIANTS", "scaling_from_phi"]

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.inception import BasicConv2d, tf_input_from_imagenet
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from ._base import AuxHeadsModel, linear_or_identity, min_size_for
 
 __all__ = ["GoogLeNet", "Inception", "NaiveInception", "InceptionAux", "INCEPTION_MODULES"]
@@ -133,6 +133,9 @@ class InceptionAux(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.flatten(self.conv(F.adaptive_avg_pool2d(x, (4, 4))), 1)
         return self.fc2(self.dropout(F.relu(self.fc1(x), inplace=True)))
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc2
 
     def reset_classifier(self, num_classes: int) -> None:
         self.fc2 = linear_or_identity(self.fc1.out_features, num_classes)
@@ -240,6 +243,9 @@ class GoogLeNet(AuxHeadsModel):
 
     def aux_heads(self) -> List[nn.Module]:
         return [h for h in (getattr(self, n) for n in AUX_AFTER.values()) if h is not None]
+
+    def aux_head_names(self) -> Tuple[str, ...]:
+        return tuple(AUX_AFTER.values())
 
 
 def _create_googlenet(**kwargs) -> GoogLeNet:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.inception import BasicConv2d, tf_input_from_imagenet
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from ._base import AuxHeadsModel, PooledFcModel, init_weights_default, linear_or_identity, min_size_for
 
 __all__ = [
@@ -328,6 +328,9 @@ class InceptionAux(nn.Module):
         self.conv1 = BasicConv2d(128, 768, 5)
         self.fc = linear_or_identity(768, num_classes)
 
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
     def reset_classifier(self, num_classes: int) -> None:
         self.fc = linear_or_identity(768, num_classes)
 
@@ -429,6 +432,9 @@ class Inception3(AuxHeadsModel):
 
     def aux_heads(self) -> List[nn.Module]:
         return [self.AuxLogits] if self.AuxLogits is not None else []
+
+    def aux_head_names(self) -> Tuple[str, ...]:
+        return ("AuxLogits",)
 
 
 # ------------------------------------------------------------------------------------------ registrations

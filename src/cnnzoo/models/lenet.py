@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import Paper, register_model
+from ._spec import Paper, register_model
 from ._base import ZooModel, linear_or_identity
 
 __all__ = ["LeNet5", "LeNet5Paper", "ScaledTanh", "Subsampling", "PartialConv2d", "EuclideanRBF"]

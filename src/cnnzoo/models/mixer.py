@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import DropPath
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from ._base import ZooModel, linear_or_identity
 
 __all__ = ["MlpMixer", "MixerBlock", "MixerConfig", "MIXER_CONFIGS"]

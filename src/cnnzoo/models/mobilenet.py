@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from ..layers import ConvBnAct, DepthwiseSeparableConv, make_divisible
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from ._base import SequentialHeadModel, init_weights_default, linear_or_identity
 
 __all__ = ["MobileNetV1", "MobileNetV2", "InvertedResidual", "V1_LAYERS", "V2_SETTINGS", "V1_VARIANTS"]

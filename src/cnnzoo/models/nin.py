@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import ConvBnAct
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from ._base import ZooModel, init_weights_default, min_size_for
 
 __all__ = ["NiN", "MlpConv"]

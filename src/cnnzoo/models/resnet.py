@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import DropPath, SqueezeExcite
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from ._base import PooledFcModel, linear_or_identity
 
 __all__ = ["ResNet", "CifarResNet", "BasicBlock", "Bottleneck"]

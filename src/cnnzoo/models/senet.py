@@ -7,7 +7,7 @@ SE-ResNets are ResNets whose every residual branch ends in a Squeeze-and-Excitat
 
 from __future__ import annotations
 
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from .resnet import ResNet, _create_resnet
 
 SENET = Paper("Squeeze-and-Excitation Networks", "Hu, Shen, Albanie, Sun, Wu", 2018,

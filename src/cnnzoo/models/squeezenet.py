@@ -31,7 +31,7 @@ from typing import Dict, List, NamedTuple, Tuple, Union
 import torch
 from torch import nn
 
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from ._base import ZooModel, min_size_for
 
 __all__ = ["SqueezeNet", "Fire", "CONFIGS"]

@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from ._base import SequentialHeadModel, init_weights_default, linear_or_identity, min_size_for
 
 __all__ = ["VGG", "cfgs"]

@@ -28,7 +28,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from ._base import PooledFcModel, init_weights_default, linear_or_identity, min_size_for
 
 __all__ = ["Xception", "SeparableConv2d", "XceptionBlock", "ENTRY_FLOW", "MIDDLE_FLOW", "EXIT_FLOW"]

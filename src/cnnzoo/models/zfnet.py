@@ -18,7 +18,7 @@ The model is ``alexnet.AlexNet`` with this layer table. Small images are resized
 
 from __future__ import annotations
 
-from ..registry import Paper, SmallInput, register_model
+from ._spec import Paper, SmallInput, register_model
 from .alexnet import AlexNet
 
 __all__ = ["ZFNET_CFG"]

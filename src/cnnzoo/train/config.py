@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
+from ..choices import DATASETS, canonical_dataset, OPTIMIZERS, PRECISIONS, PROGRESS, SCHEDULES, TTA_MODES
+from ..data.augment import AugmentConfig
 from ..errors import UserError
 
 __all__ = ["Config", "load_config", "apply_overrides", "config_to_dict", "config_from_dict", "resume_conflicts"]
@@ -33,7 +35,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits | mnist | fashion-mnist | kmnist | cifar10 | cifar100 | folder
+    name: str = "digits"  # one of cnnzoo.choices.DATASETS
     dir: Optional[str] = None  # where the files are (default: the dataset's usual places)
     download: bool = False  # fetch with torchvision's downloaders (needs a network)
     val_split: float = 0.1  # fraction of train held out for validation, stratified, seeded
@@ -42,17 +44,12 @@ class DataConfig:
     batch_size: int = 128
     eval_batch_size: Optional[int] = None  # default: 2 x batch_size
     num_workers: int = 2  # folder datasets only
-    hflip: bool = False  # random horizontal flip
-    translate: int = 0  # pad-and-random-crop, pixels
-    rotate: float = 0.0  # random rotation, max degrees
-    color: float = 0.0  # brightness/contrast/saturation jitter strength
-    pca_lighting: float = 0.0  # AlexNet's PCA colour noise, alpha std (0.1 in the paper)
-    erasing: float = 0.0  # random erasing probability per image
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # data.augment.hflip, ... (cnnzoo.data.augment)
 
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | adam | adamw | rmsprop
+    name: str = "sgd"  # one of cnnzoo.choices.OPTIMIZERS
     lr: float = 0.05  # peak learning rate
     momentum: float = 0.9  # sgd, rmsprop
     nesterov: bool = False  # sgd
@@ -66,7 +63,7 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: str = "cosine"  # constant | step | multistep | exponential | cosine | onecycle
+    name: str = "cosine"  # one of cnnzoo.choices.SCHEDULES
     warmup_epochs: float = 0.0  # linear warm-up from warmup_start x lr
     warmup_start: float = 0.1
     step_size: float = 30.0  # step: epochs between decays
@@ -83,7 +80,7 @@ class TrainConfig:
     aux_weight: Optional[float] = None  # auxiliary-head loss weight (default: the model's, 0.3 for GoogLeNet)
     ema: bool = False  # keep an exponential moving average of the weights, evaluate with it
     ema_decay: float = 0.999
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16: CUDA only, with a gradient scaler)
+    precision: str = "auto"  # one of cnnzoo.choices.PRECISIONS (fp16: CUDA only, with a gradient scaler)
     channels_last: bool = True
     grad_clip: Optional[float] = None  # max global gradient norm
     compile: bool = False  # torch.compile the model
@@ -92,15 +89,15 @@ class TrainConfig:
     deterministic: bool = False  # deterministic algorithms (bit-exact reruns and resumes)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     sync_bn: bool = False  # distributed: SyncBatchNorm (batch statistics over all ranks)
-    tta: Optional[str] = None  # test-time augmentation for the final evaluation: flip | tencrop
+    tta: Optional[str] = None  # test-time augmentation of the final evaluation: one of cnnzoo.choices.TTA_MODES
 
 
 @dataclass
 class RunConfig:
     output: Optional[str] = None  # run directory (default: runs/<model>-<data>-<time>)
     checkpoint_every: int = 1  # epochs between checkpoints
-    tensorboard: bool = True
-    progress: str = "auto"  # auto (a bar on a terminal) | bar | none
+    tensorboard: bool = False  # TensorBoard event files (needs the tensorboard extra)
+    progress: str = "auto"  # one of cnnzoo.choices.PROGRESS: a bar on a terminal (auto), always (bar), never (none)
 
 
 @dataclass
@@ -115,17 +112,21 @@ class Config:
 
 # Short forms accepted by ``--set`` and in recipes: ``opt.lr`` is ``optim.lr``.
 ALIASES = {"opt": "optim", "sched": "schedule"}
+# Keys of older run directories' config.yaml, before augmentation had its own section.
+MOVED = {f"data.{f.name}": f"data.augment.{f.name}" for f in fields(AugmentConfig)}
 
 # Settings a resumed run may change; anything else must match the stored config.
 RESUME_MUTABLE = {"train.epochs", "run.output", "run.progress", "run.tensorboard", "run.checkpoint_every",
                   "data.num_workers", "data.dir", "data.download", "train.device", "data.eval_batch_size"}
 
+# Each list of choices is declared once, in cnnzoo.choices; validation here and argparse read it.
 CHOICES = {
-    "optim.name": ("sgd", "adam", "adamw", "rmsprop"),
-    "schedule.name": ("constant", "step", "multistep", "exponential", "cosine", "onecycle"),
-    "train.precision": ("auto", "fp32", "bf16", "fp16"),
-    "run.progress": ("auto", "bar", "none"),
-    "train.tta": (None, "flip", "tencrop"),
+    "data.name": tuple(DATASETS),
+    "optim.name": OPTIMIZERS,
+    "schedule.name": SCHEDULES,
+    "train.precision": PRECISIONS,
+    "run.progress": PROGRESS,
+    "train.tta": (None, *TTA_MODES),
 }
 
 
@@ -196,32 +197,44 @@ def _set(cfg: Config, key: str, value: Any) -> None:
     parts = key.split(".")
     if parts[0] in ALIASES:
         parts[0] = ALIASES[parts[0]]
+    key = ".".join(parts)
+    for old, new in MOVED.items():
+        if key == old or key.startswith(old + "."):
+            parts = (new + key[len(old):]).split(".")
     sections = [f.name for f in fields(Config)]
     if parts[0] not in sections:
         raise UserError(f"unknown config section {parts[0]!r}{_suggest(parts[0], sections)}")
-    section = getattr(cfg, parts[0])
-    if len(parts) == 1:
+    _set_in(getattr(cfg, parts[0]), parts[0], parts[1:], value)
+
+
+def _set_in(section: Any, path: str, parts: List[str], value: Any) -> None:
+    """Set ``parts`` (``["lr"]``, ``["augment", "hflip"]``) of the dataclass ``section`` called ``path``."""
+    if not parts:
         if not isinstance(value, dict):
-            raise UserError(f"config section {parts[0]!r} must be a mapping of settings")
+            raise UserError(f"config section {path!r} must be a mapping of settings")
         for k, v in value.items():
-            _set(cfg, f"{parts[0]}.{k}", v)
+            _set_in(section, path, [str(k)], v)
         return
-    name = parts[1]
+    name = parts[0]
     hints = _hints(type(section))
     if name not in hints:
-        raise UserError(f"unknown config key '{parts[0]}.{name}'{_suggest(name, list(hints))}")
-    full = f"{parts[0]}.{name}"
-    if len(parts) > 2:  # model.kwargs.small_input=true
+        raise UserError(f"unknown config key '{path}.{name}'{_suggest(name, list(hints))}")
+    full = f"{path}.{name}"
+    current = getattr(section, name)
+    if dataclasses.is_dataclass(current):  # a nested section: data.augment
+        _set_in(current, full, parts[1:], value)
+        return
+    if len(parts) > 1:  # model.kwargs.small_input=true
         if hints[name] is not Dict[str, Any] and typing.get_origin(hints[name]) is not dict:
             raise UserError(f"config key {full!r} has no sub-keys")
-        getattr(section, name)[".".join(parts[2:])] = value
+        current[".".join(parts[1:])] = value
         return
-    value = _check_type(value, hints[name], full)
-    setattr(section, name, value)
+    setattr(section, name, _check_type(value, hints[name], full))
 
 
 def validate(cfg: Config) -> Config:
     """Range and choice checks, each failing with one line that says what to do."""
+    cfg.data.name = canonical_dataset(cfg.data.name)
     for key, choices in CHOICES.items():
         sec, name = key.split(".")
         v = getattr(getattr(cfg, sec), name)
@@ -251,8 +264,7 @@ def validate(cfg: Config) -> Config:
     need(cfg.data.per_class is None or cfg.data.per_class >= 1, "data.per_class must be at least 1")
     need(cfg.data.image_size is None or cfg.data.image_size >= 1, "data.image_size must be positive")
     need(cfg.run.checkpoint_every >= 1, "run.checkpoint_every must be at least 1")
-    need(cfg.data.translate >= 0 and cfg.data.rotate >= 0 and cfg.data.color >= 0, "augmentation strengths must be >= 0")
-    need(0 <= cfg.data.erasing <= 1, f"data.erasing is a probability, got {cfg.data.erasing}")
+    cfg.data.augment.validate()
     return cfg
 
 
@@ -303,19 +315,32 @@ def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] 
     return validate(apply_overrides(cfg, overrides or {}))
 
 
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
 def config_to_dict(cfg: Config) -> Dict[str, Any]:
-    d = dataclasses.asdict(cfg)
-    d["optim"]["betas"] = list(d["optim"]["betas"])
-    return d
+    """The config as plain YAML-able data (tuples as lists)."""
+    return _plain(dataclasses.asdict(cfg))
 
 
 def resume_conflicts(stored: Config, new: Config) -> List[str]:
     """The settings that differ between a stored run and a resume request and may not."""
-    a, b = config_to_dict(stored), config_to_dict(new)
-    out = []
-    for sec in a:
-        for k in a[sec]:
-            key = f"{sec}.{k}"
-            if key not in RESUME_MUTABLE and a[sec][k] != b[sec][k]:
-                out.append(f"{key} ({a[sec][k]!r} -> {b[sec][k]!r})")
+    a, b = _flat(config_to_dict(stored)), _flat(config_to_dict(new))
+    return [f"{k} ({a[k]!r} -> {b[k]!r})" for k in a if k not in RESUME_MUTABLE and a[k] != b[k]]
+
+
+def _flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``{"data": {"augment": {"hflip": True}}}`` -> ``{"data.augment.hflip": True}``; ``model.kwargs`` stays whole."""
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key != "model.kwargs":
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
     return out

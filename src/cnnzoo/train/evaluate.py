@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Dict, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import AuxOutputs
+from ..choices import TTA_MODES
+from ..runtime import autocast
+from .losses import split_outputs
 
-__all__ = ["predict_logits", "evaluate", "metrics_from_probs", "autocast"]
+__all__ = ["TTA_MODES", "predict_logits", "evaluate", "metrics_from_probs"]
 
-
-def autocast(device: torch.device, dtype: Optional[torch.dtype]):
-    """``torch.autocast`` for a reduced dtype, or nothing for fp32."""
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _tta_views(x: torch.Tensor, tta: Optional[str]):
@@ -44,9 +39,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, tta: Optional[str] = None)
     probs = None
     n = 0
     for view in _tta_views(x, tta):
-        out = model(view)
-        out = out.logits if isinstance(out, AuxOutputs) else out
-        p = out.float().softmax(1)
+        p = split_outputs(model(view))[0].float().softmax(1)
         probs = p if probs is None else probs + p
         n += 1
     return (probs / n).clamp_min(1e-12).log()

@@ -12,7 +12,13 @@ from typing import Iterable, List
 import torch
 from torch import nn
 
-from .config import OptimConfig, ScheduleConfig
+from typing import TYPE_CHECKING
+
+from ..choices import OPTIMIZERS
+
+if TYPE_CHECKING:  # the config imports the choices below; the types are only for the reader
+    from .config import OptimConfig, ScheduleConfig
+
 
 __all__ = ["param_groups", "build_optimizer", "lr_factor", "set_lr"]
 
@@ -40,7 +46,7 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
     return list(groups.values())
 
 
-def build_optimizer(params: Iterable[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[dict], cfg: "OptimConfig") -> torch.optim.Optimizer:
     groups = list(params)
     if not groups:
         raise ValueError("no trainable parameters: everything is frozen")
@@ -52,10 +58,10 @@ def build_optimizer(params: Iterable[dict], cfg: OptimConfig) -> torch.optim.Opt
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     if cfg.name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum)
-    raise ValueError(f"unknown optimiser {cfg.name!r}; use sgd, adam, adamw or rmsprop")
+    raise ValueError(f"unknown optimiser {cfg.name!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
-def lr_factor(step: int, steps_per_epoch: int, epochs: int, cfg: ScheduleConfig) -> float:
+def lr_factor(step: int, steps_per_epoch: int, epochs: int, cfg: "ScheduleConfig") -> float:
     """Multiplier of the peak learning rate at optimisation step ``step`` (0-based)."""
     total = max(1, steps_per_epoch * epochs)
     epoch = step / max(1, steps_per_epoch)  # fractional epoch

@@ -1,0 +1,29 @@
+"""Every list of choices, declared once: config validation, argparse's ``choices=`` and the code that implements
+each choice read them from here.
+
+Plain data, importable without PyTorch, so ``cnnzoo --help`` builds its parser without loading it.
+"""
+
+__all__ = ["DATASETS", "DATASET_ALIASES", "canonical_dataset", "PRECISIONS", "BENCH_PRECISIONS", "OPTIMIZERS", "SCHEDULES", "TTA_MODES", "PROGRESS"]
+
+# cnnzoo.data.sources.load_dataset
+DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "folder")
+# Other spellings people use (torchvision's class names, hyphens and underscores).
+DATASET_ALIASES = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar-100": "cifar100"}
+# cnnzoo.runtime.resolve_precision: auto is the measured best for the device and model; fp16 needs CUDA.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# cnnzoo.bench.benchmark: fp16 would need a gradient scaler, which the timed step leaves out.
+BENCH_PRECISIONS = ("auto", "fp32", "bf16")
+# cnnzoo.train.optim.build_optimizer and lr_factor
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "onecycle")
+# cnnzoo.train.evaluate: the views averaged at test time.
+TTA_MODES = ("flip", "tencrop")
+# cnnzoo.train.trainer: a progress bar on a terminal (auto), always (bar), never (none).
+PROGRESS = ("auto", "bar", "none")
+
+
+def canonical_dataset(name: str) -> str:
+    """``"FashionMNIST"``, ``"fashion_mnist"`` -> ``"fashion-mnist"``: the name :data:`DATASETS` lists."""
+    key = str(name).lower().replace("_", "-")
+    return DATASET_ALIASES.get(key, key)

@@ -1,0 +1,327 @@
+"""Files: atomic writes, weights as safetensors, training state through ``torch.load(weights_only=True)``, and
+the run directory.
+
+The bottom of the package (only :mod:`cnnzoo.errors` below it), so the trainer, the builder, transfer learning,
+export and the analyses all read and write through one module.
+
+Every file is written under a temporary name and renamed into place, and a checkpoint (weights plus state) is a
+directory that becomes visible by one atomic rename of the ``LATEST`` pointer, so a kill at any moment leaves either
+the previous checkpoint or the new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+__all__ = [
+    "FORMAT",
+    "RunDir",
+    "atomic_write",
+    "write_text",
+    "save_weights",
+    "load_weights",
+    "read_weights_meta",
+    "save_state",
+    "load_state",
+    "weights_path",
+    "is_weights_spec",
+]
+
+FORMAT = "cnnzoo/1"
+# Fault testing: seconds to pause inside every checkpoint write, so a test can kill the process there.
+_WRITE_DELAY = float(os.environ.get("CNNZOO_CHECKPOINT_DELAY", "0") or 0)
+
+PathLike = Union[str, Path]
+
+
+# ----------------------------------------------------------------------------------------- atomic files
+
+
+def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)``, flush it to disk, then rename it to ``path``.
+
+    The temporary name keeps the suffix (``.model.tmp-123.onnx``) for writers that look at it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_text(path: PathLike, text: str) -> Path:
+    """``path`` holds ``text``, written atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+# ----------------------------------------------------------------------------------------- weights and state
+
+
+def _meta_str(meta: Dict[str, Any]) -> Dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+
+
+def _decode(meta: Dict[str, str]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in (meta or {}).items():
+        try:
+            out[k] = json.loads(v)
+        except (json.JSONDecodeError, TypeError):
+            out[k] = v
+    return out
+
+
+def save_weights(path: PathLike, model: nn.Module, meta: Optional[Dict[str, Any]] = None) -> Path:
+    """Write ``model``'s state dict as safetensors with the model's name and arguments in the metadata."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    m = {"format": FORMAT}
+    if getattr(model, "model_name", ""):
+        m["model"] = model.model_name
+        m["model_args"] = getattr(model, "model_args", {})
+    m.update(meta or {})
+    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=_meta_str(m)))
+
+
+def _unreadable(path: Path, e: Exception) -> UserError:
+    return UserError(f"{path} is not a readable safetensors file ({e}); was it written by cnnzoo?")
+
+
+def load_weights(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Read a safetensors file: (state dict, decoded metadata)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {str(path)!r} not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise _unreadable(path, e) from None
+    return state, _decode(meta)
+
+
+def read_weights_meta(path: PathLike) -> Dict[str, Any]:
+    """The decoded metadata of a safetensors file, without reading its tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {str(path)!r} not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return _decode(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as e:
+        raise _unreadable(path, e) from None
+
+
+def save_state(path: PathLike, state: Dict[str, Any]) -> Path:
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: PathLike) -> Dict[str, Any]:
+    """Load training state with ``weights_only=True``: tensors and plain containers only, no code."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for the user
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"training state {str(path)!r} not found") from None
+    except Exception as e:  # an UnpicklingError for anything but plain data, or a corrupt file
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        why = f"it asks to run {found.group(1)}" if found else f"{type(e).__name__}"
+        raise UserError(f"refusing to load {path}: not a plain-data training state ({why}); nothing in it was run") \
+            from None
+
+
+# ----------------------------------------------------------------------------------------- the run directory
+
+
+class _File:
+    """A path inside the run directory, by name: ``run.config`` is ``run.root / "config.yaml"``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, run: Optional["RunDir"], owner: type = None):
+        return self if run is None else run.root / self.name
+
+
+class RunDir:
+    """The files of one run, by name: what ``cnnzoo train`` writes and every other command reads.
+
+    ::
+
+        config.yaml          the resolved config          metrics.csv     one row per epoch
+        model.safetensors    final weights + metadata     results.json    the run's numbers
+        curves.png           loss/accuracy curves         tensorboard/    event files
+        checkpoints/<tag>/   model.safetensors, state.pt  checkpoints/LATEST  the newest tag
+        eval/                confusion matrix of eval     stage1/, stage2/    a fine-tune's stages
+    """
+
+    config = _File("config.yaml")
+    metrics = _File("metrics.csv")
+    results = _File("results.json")
+    weights = _File("model.safetensors")
+    curves = _File("curves.png")
+    tensorboard = _File("tensorboard")
+    checkpoints = _File("checkpoints")
+    eval_dir = _File("eval")
+    # Inside checkpoints/: the pointer, and each checkpoint's two files.
+    LATEST, WEIGHTS, STATE = "LATEST", "model.safetensors", "state.pt"
+    # What a training run writes at the top level (what --overwrite replaces).
+    OUTPUTS = ("metrics", "results", "weights", "curves", "checkpoints", "tensorboard")
+
+    def __init__(self, root: PathLike) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+    def stage(self, n: int) -> "RunDir":
+        """The run directory of stage ``n`` of a fine-tune."""
+        return RunDir(self.root / f"stage{n}")
+
+    def export(self, suffix: str) -> Path:
+        """Where ``cnnzoo export`` puts this run's model by default (``model.onnx``, ``model.pt2``)."""
+        return self.root / f"model{suffix}"
+
+    # ------------------------------------------------------------------ state
+
+    def exists(self) -> bool:
+        return self.root.exists()
+
+    def is_empty(self) -> bool:
+        return not self.root.exists() or not any(self.root.iterdir())
+
+    def is_run(self) -> bool:
+        """Whether this looks like a cnnzoo run directory (a config, weights or a checkpoint)."""
+        return self.config.is_file() or self.weights.is_file() or self.latest_checkpoint() is not None
+
+    def write_text(self, path: Path, text: str) -> Path:
+        return write_text(path, text)
+
+    def write_json(self, path: Path, obj: Any) -> Path:
+        return write_text(path, json.dumps(obj, indent=2) + "\n")
+
+    def read_json(self, path: Path) -> Dict[str, Any]:
+        """A JSON file of the run (``{}`` when there is none)."""
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, OSError) as e:
+            raise UserError(f"{path} is not valid JSON ({e})") from None
+
+    def clear_outputs(self) -> None:
+        """Remove what a training run writes (for ``--overwrite``), leaving other files alone."""
+        for name in self.OUTPUTS:
+            path = getattr(self, name)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, tag: str, model: nn.Module, state: Dict[str, Any], meta: Dict[str, Any],
+                        keep: int = 2) -> Path:
+        """Write ``checkpoints/<tag>/{model.safetensors,state.pt}`` then point ``checkpoints/LATEST`` at it."""
+        root = self.checkpoints
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(".*.tmp-*"):  # left by a process killed while writing
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+        tmp = root / f".{tag}.tmp-{os.getpid()}"
+        tmp.mkdir()
+        save_weights(tmp / self.WEIGHTS, model, meta)
+        if _WRITE_DELAY:
+            time.sleep(_WRITE_DELAY)
+        save_state(tmp / self.STATE, state)
+        final = root / tag
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        write_text(root / self.LATEST, tag + "\n")
+        # Older checkpoints go only once the new one is in place.
+        dirs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+                      key=lambda d: d.stat().st_mtime)
+        for d in dirs[:-keep]:
+            if d.name != tag:
+                shutil.rmtree(d, ignore_errors=True)
+        return final
+
+    def latest_checkpoint(self) -> Optional[Path]:
+        """The directory ``checkpoints/LATEST`` names, when it holds both files."""
+        pointer = self.checkpoints / self.LATEST
+        if not pointer.is_file():
+            return None
+        d = self.checkpoints / pointer.read_text().strip()
+        return d if (d / self.WEIGHTS).is_file() and (d / self.STATE).is_file() else None
+
+    def load_checkpoint(self) -> Tuple[Path, Dict[str, torch.Tensor], Dict[str, Any]]:
+        """``(checkpoint directory, weights, training state)`` of the latest checkpoint."""
+        ck = self.latest_checkpoint()
+        if ck is None:
+            raise UserError(f"{self.root} has no checkpoint to resume from; start a new run without --resume")
+        weights, _ = load_weights(ck / self.WEIGHTS)
+        return ck, weights, load_state(ck / self.STATE)
+
+    def weights_file(self) -> Path:
+        """The final ``model.safetensors``, else the latest checkpoint's."""
+        if self.weights.is_file():
+            return self.weights
+        ck = self.latest_checkpoint()
+        if ck is not None:
+            return ck / self.WEIGHTS
+        raise UserError(f"{self.root} holds no model.safetensors or checkpoint; is it a cnnzoo run directory?")
+
+
+def is_weights_spec(spec: Any) -> bool:
+    """Whether ``spec`` names weights on disk (a run directory or a ``.safetensors`` file)."""
+    if not isinstance(spec, (str, Path)):
+        return False
+    p = Path(spec)
+    return p.is_dir() or p.suffix == ".safetensors"
+
+
+def weights_path(spec: PathLike) -> Path:
+    """The weights file of a run directory (its final ``model.safetensors``, else the latest checkpoint)."""
+    p = Path(spec)
+    if p.is_dir():
+        return RunDir(p).weights_file()
+    if p.suffix == ".safetensors":
+        if not p.is_file():
+            raise UserError(f"weights file {str(p)!r} not found")
+        return p
+    raise UserError(f"{str(p)!r} is neither a run directory nor a .safetensors file")
