@@ -23,7 +23,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("layers",),
     ("models",),
     ("registry",),
-    ("pretrained", "builder", "catalog"),
+    ("pretrained", "features", "builder", "catalog", "hub"),
     ("runtime",),
     ("data", "analysis", "train"),
     ("transfer", "bench", "export", "fuse", "inference", "viz"),

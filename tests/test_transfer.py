@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import cnnzoo
 from cnnzoo import create_model
+from cnnzoo.builder import plan_input
 from cnnzoo.cli import main
 from cnnzoo.errors import UserError
 from cnnzoo.io import save_weights
@@ -174,3 +176,106 @@ def test_finetune_cli_two_stages(tmp_path, capsys):
     res = json.loads((out / "results.json").read_text())
     assert len(res["stages"]) == 2 and (out / "model.safetensors").is_file()
     assert res["stages"][0]["trainable_params"] < res["stages"][1]["trainable_params"]
+
+
+# ------------------------------------------------------------------------------ pretrained weights at any size
+
+
+def test_small_input_model_loads_paper_weights_and_reports_the_reshaped_stem():
+    tv = torchvision.models.resnet18(weights=None).state_dict()
+    m = create_model("resnet18", num_classes=10, in_chans=1, small_input=True)
+    cnnzoo.load_torchvision_weights(m, tv)  # the README's line, as written
+    r = m.pretrained_report
+    assert r.resized == ["conv1.weight (64, 3, 7, 7) -> (64, 1, 3, 3)"]
+    assert "small_input=True" in r.summary() and "fc.weight" in r.reinitialised
+    assert torch.equal(m.layer3[0].conv1.weight, tv["layer3.0.conv1.weight"])
+    with pytest.raises(ValueError, match="do not fit"):  # strict only where asked
+        cnnzoo.load_torchvision_weights(create_model("resnet18", small_input=True), tv, strict=True)
+
+
+def test_pretrained_weights_win_over_the_small_input_default(tmp_path):
+    p = tmp_path / "resnet18-tv.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), p)
+    plan = plan_input("resnet18", 28, pretrained=str(p))
+    assert plan.kwargs == {"small_input": False} and plan.image_size == 112
+    assert "resizing 28px images to 112px" in plan.note
+    assert plan_input("resnet18", 28, {"small_input": True}, pretrained=str(p)).kwargs == {"small_input": True}
+    assert plan_input("resnet18", 28).kwargs == {"small_input": True}  # no weights: the small-image plan
+    # cnnzoo weights keep the architecture they were trained with.
+    save_weights(tmp_path / "small.safetensors", create_model("resnet18", num_classes=10, small_input=True))
+    assert plan_input("resnet18", 28, pretrained=str(tmp_path / "small.safetensors")).kwargs["small_input"] is True
+
+
+def test_auxiliary_heads_load_both_ways():
+    without = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).state_dict()
+    with_aux = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).state_dict()
+    g = cnnzoo.load_torchvision_weights(create_model("googlenet", num_classes=10), without)
+    assert g.pretrained_report.new_aux_heads == ["aux1", "aux2"]
+    g2 = cnnzoo.load_torchvision_weights(create_model("googlenet", aux_logits=False), with_aux)
+    assert any(k.startswith("aux1.") for k in g2.pretrained_report.skipped)
+    assert torch.equal(g2.fc.weight, with_aux["fc.weight"])
+
+
+def test_pretrained_run_without_model_builds_the_runs_model(tmp_path, capsys):
+    src = tmp_path / "src"
+    assert main(["train", "--model", "bn_convnet", "--data", "digits", "--epochs", "1", "--output", str(src),
+                 "--no-progress", "--precision", "fp32"]) == 0
+    out = tmp_path / "next"
+    assert main(["train", "--pretrained", str(src), "--data", "digits", "--epochs", "1", "--output", str(out),
+                 "--no-progress", "--precision", "fp32"]) == 0
+    assert json.loads((out / "results.json").read_text())["model"] == "bn_convnet"
+
+
+def test_finetune_defaults_lower_stage2_rate_keep_best_and_one_curve(tmp_path, capsys):
+    src = tmp_path / "src"
+    assert main(["train", "--model", "lenet5", "--data", "digits", "--epochs", "1", "--output", str(src),
+                 "--no-progress", "--precision", "fp32"]) == 0
+    out = tmp_path / "ft"
+    assert main(["finetune", "--pretrained", str(src), "--data", "digits", "--epochs", "2", "--head-epochs", "1",
+                 "--head-lr", "0.02", "--output", str(out), "--no-progress", "--precision", "fp32"]) == 0
+    text = capsys.readouterr().out
+    assert "stage 2: training everything, 2 epochs at lr 0.002" in text
+    res = json.loads((out / "results.json").read_text())
+    assert res["model"] == "lenet5"  # --pretrained RUN without --model
+    assert all(s["weights_epoch"] == s["best_epoch"] for s in res["stages"])
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("stage,epoch") and [r.split(",")[:2] for r in rows[1:]] == [["1", "1"], ["2", "2"],
+                                                                                        ["2", "3"]]
+    assert (out / "curves.png").is_file()
+
+
+def test_keep_best_and_early_stopping(tmp_path, capsys):
+    from cnnzoo.io import load_weights
+    from cnnzoo.train.config import load_config
+    from cnnzoo.train.trainer import fit
+
+    cfg = load_config(None, {"model.name": "lenet5", "data.name": "digits", "train.epochs": 6, "optim.lr": 1e-12,
+                             "schedule.name": "constant", "train.early_stopping": 2, "train.keep_best": True,
+                             "train.precision": "fp32", "run.output": str(tmp_path / "es"), "run.progress": "none"})
+    res = fit(cfg)
+    # A rate of 1e-12 leaves the predictions as they were: epoch 1 stays the best, and two epochs later it stops.
+    assert res["epochs"] == 3 and res["best_epoch"] == 1 and res["weights_epoch"] == 1
+    assert "early stopping after epoch 3" in capsys.readouterr().out
+    best, _ = load_weights(tmp_path / "es" / "best.safetensors")
+    final, _ = load_weights(tmp_path / "es" / "model.safetensors")
+    assert all(torch.equal(best[k], final[k]) for k in best)
+    from cnnzoo.errors import UserError
+
+    with pytest.raises(UserError, match="set data.val_split > 0"):
+        load_config(None, {"train.keep_best": True, "data.val_split": 0.0})
+
+
+def test_finetune_a_torchvision_file_end_to_end(tmp_path, capsys):
+    """The practitioner's path: torchvision's ResNet-18 file, small grey images, two stages; the report says what
+    loaded, what was adapted and why the images were resized."""
+    p = tmp_path / "resnet18-tv.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), p)
+    out = tmp_path / "ft"
+    assert main(["finetune", "--model", "resnet18", "--pretrained", str(p), "--data", "digits", "--epochs", "1",
+                 "--head-epochs", "1", "--output", str(out), "--no-progress", "--precision", "fp32",
+                 "--set", "data.per_class=5"]) == 0
+    text = capsys.readouterr().out
+    assert "keeping it (no small_input=True) and resizing 8px images to 32px" in text
+    assert f"loaded 120 tensors from {p}; adapted conv1.weight to the input channels; re-initialised fc.bias" in text
+    res = json.loads((out / "results.json").read_text())
+    assert res["image_size"] == [32, 32] and len(res["stages"]) == 2

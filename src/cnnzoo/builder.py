@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from .io import is_weights_spec, load_weights, read_weights_meta, weights_path
 from .registry import Paper, SmallInput, closest_models, get_entry, is_model
 
 __all__ = ["ModelInfo", "InputPlan", "create_model", "model_info", "count_params", "plan_input", "load_model",
+           "stored_model_args",
            "read_meta", "build_on_meta"]
 
 
@@ -54,7 +55,9 @@ def create_model(
     name: str,
     num_classes: int = 1000,
     in_chans: int = 3,
-    pretrained: Optional[str] = None,
+    pretrained: Union[None, bool, str] = None,
+    features_only: bool = False,
+    out_indices: Optional[Sequence[int]] = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model.
@@ -63,8 +66,13 @@ def create_model(
         name: a name from :func:`cnnzoo.list_models`.
         num_classes: classifier outputs; ``0`` gives pooled features (no classifier).
         in_chans: input channels.
-        pretrained: path to weights (our ``.safetensors``, a run directory, or a torchvision/timm
-            state dict); the head and first convolution are adapted when the shapes differ.
+        pretrained: ``True`` (the model's ``imagenet`` weights from the catalogue, :mod:`cnnzoo.hub`), a weights tag
+            (``"tv1"``; ``cnnzoo weights MODEL`` lists them), or a path (our ``.safetensors``, a run directory, or a
+            torchvision/timm state dict); downloads go to the torch hub cache. The head and first convolution are
+            adapted when the shapes differ (:func:`cnnzoo.pretrained.load_adapting`).
+        features_only: return a :class:`cnnzoo.features.FeatureExtractor`: the stages' feature maps as a list,
+            with ``model.feature_info`` (channels, reduction, module of each), as timm's ``features_only``.
+        out_indices: with ``features_only``, which feature maps (default all; negative counts from the deepest).
         **kwargs: architecture options of the family (``small_input=True``, ``drop_rate=0.2``...).
 
     Raises:
@@ -83,9 +91,17 @@ def create_model(
     model.model_args = dict(num_classes=num_classes, in_chans=in_chans, **kwargs)
     model.small_input_spec = entry.small_input
     if pretrained:
+        from .hub import resolve_pretrained
         from .pretrained import load_pretrained
 
-        load_pretrained(model, pretrained)
+        load_pretrained(model, resolve_pretrained(name, pretrained))
+    if features_only:
+        from .features import FeatureExtractor
+
+        twin = _build_on_meta_device(name, num_classes=num_classes, in_chans=in_chans, **kwargs).eval()
+        return FeatureExtractor(model, out_indices, (in_chans, *entry.input_size[1:]), meta_twin=twin)
+    if out_indices is not None:
+        raise ValueError(f"{name}: out_indices needs features_only=True")
     return model
 
 
@@ -136,18 +152,38 @@ class InputPlan:
 
 
 def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = None,
-               image_size: Optional[int] = None) -> InputPlan:
+               image_size: Optional[int] = None, pretrained: Union[None, bool, str] = None) -> InputPlan:
     """How to feed ``data_size``-pixel images to model ``name``, as its registration declares.
 
     Small images (:meth:`SmallInput.is_small`) switch on a model's small-input option unless the caller decided
     it; models that need a large input get the resize they declare; anything still below the model's minimum is
     resized up to its default input size. An explicit ``image_size`` is the caller's choice: the model's own error
     if it cannot take it.
+
+    Pretrained weights win over the small-input default: weights of the paper's configuration (a torchvision or
+    timm file, a catalogue tag) keep the model as they were trained, and small images are resized up instead, to
+    the model's input size or 4x their own, whichever is smaller (28 px -> 112 px for a ResNet); weights of a
+    cnnzoo run keep that run's architecture options.
     """
     info = model_info(name)
     kwargs = dict(kwargs or {})
     notes = []
     si = info.small_input
+    if pretrained:
+        meta = _stored_meta(pretrained)
+        if meta is not None:
+            stored = dict(meta.get("model_args") or {})
+            kwargs = {**{k: v for k, v in stored.items() if k not in ("num_classes", "in_chans")}, **kwargs}
+            trained = meta.get("image_size")
+            if image_size is None and trained and int(trained[0]) != data_size:
+                image_size = int(trained[0])
+                notes.append(f"{name} weights trained at {image_size}px: resizing {data_size}px images to it")
+        elif (image_size is None and si.has_option and not si.chosen_in(kwargs)
+              and si.is_small(data_size, info.input_size[-1])):
+            image_size = max(min(info.input_size[-1], 4 * data_size), _min_size(name, kwargs, info))
+            notes.append(f"pretrained weights of {name}'s own configuration: keeping it (no {si.args_text()}) and "
+                         f"resizing {data_size}px images to {image_size}px (data.image_size sets another size)")
+            kwargs.update({k: not v if isinstance(v, bool) else v for k, v in si.kwargs.items()})
     if image_size is None and si.is_small(data_size, info.input_size[-1]):
         if si.has_option and not si.chosen_in(kwargs):
             kwargs.update(si.kwargs)
@@ -168,6 +204,27 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
         notes.append(f"{size}px is below {name}'s minimum of {min_size}px: resizing to {new}px")
         size = new
     return InputPlan(kwargs, int(size), "; ".join(notes))
+
+
+def _min_size(name: str, kwargs: Dict[str, Any], info: ModelInfo) -> int:
+    return int(_build_on_meta_device(name, num_classes=10, in_chans=info.input_size[0], **kwargs).min_input_size)
+
+
+def _stored_meta(pretrained: Union[None, bool, str]) -> Optional[Dict[str, Any]]:
+    """The metadata of cnnzoo weights (a run directory or our ``.safetensors``); None for anything else."""
+    if not isinstance(pretrained, (str, Path)) or not is_weights_spec(pretrained) or not Path(pretrained).exists():
+        return None
+    try:
+        meta = read_weights_meta(weights_path(pretrained))
+    except UserError:
+        return None
+    return meta if meta.get("model") else None
+
+
+def stored_model_args(pretrained: Union[None, bool, str]) -> Optional[Dict[str, Any]]:
+    """The ``create_model`` arguments recorded with cnnzoo weights (a run directory or our ``.safetensors``)."""
+    meta = _stored_meta(pretrained)
+    return dict(meta.get("model_args") or {}) if meta is not None else None
 
 
 # ----------------------------------------------------------------------------------------- models from files

@@ -4,7 +4,7 @@ each choice read them from here.
 Plain data, importable without PyTorch, so ``cnnzoo --help`` builds its parser without loading it.
 """
 
-__all__ = ["DATASETS", "DATASET_ALIASES", "canonical_dataset", "PRECISIONS", "BENCH_PRECISIONS", "OPTIMIZERS", "SCHEDULES", "TTA_MODES", "PROGRESS"]
+__all__ = ["DATASETS", "DATASET_ALIASES", "canonical_dataset", "PRECISIONS", "BENCH_PRECISIONS", "OPTIMIZERS", "SCHEDULES", "TTA_MODES", "PROGRESS", "NORMALIZE"]
 
 # cnnzoo.data.sources.load_dataset
 DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "folder")
@@ -19,6 +19,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "onecycle")
 # cnnzoo.train.evaluate: the views averaged at test time.
 TTA_MODES = ("flip", "tencrop")
+# cnnzoo.train.trainer: the statistics inputs are normalised with: auto (the pretrained weights' where known,
+# else the dataset's), dataset, weights (an error where unknown), imagenet.
+NORMALIZE = ("auto", "dataset", "weights", "imagenet")
 # cnnzoo.train.trainer: a progress bar on a terminal (auto), always (bar), never (none).
 PROGRESS = ("auto", "bar", "none")
 

@@ -189,10 +189,11 @@ class RunDir:
     tensorboard = _File("tensorboard")
     checkpoints = _File("checkpoints")
     eval_dir = _File("eval")
+    best = _File("best.safetensors")  # the weights of the best validation epoch (train.keep_best)
     # Inside checkpoints/: the pointer, and each checkpoint's two files.
     LATEST, WEIGHTS, STATE = "LATEST", "model.safetensors", "state.pt"
     # What a training run writes at the top level (what --overwrite replaces).
-    OUTPUTS = ("metrics", "results", "weights", "curves", "checkpoints", "tensorboard")
+    OUTPUTS = ("metrics", "results", "weights", "curves", "checkpoints", "tensorboard", "best")
 
     def __init__(self, root: PathLike) -> None:
         self.root = Path(root)

@@ -36,16 +36,52 @@ def _first_frozen_stage(stages: List[str], unfreeze: str) -> Optional[str]:
     return stages[i - 1] if i > 0 else None
 
 
-def finetune(cfg: Config, *, head_epochs: int = 3, head_lr: float = 1e-2, unfreeze: str = "all",
-             stage_lr_decay: Optional[float] = None, freeze_bn: bool = False, overwrite: bool = False,
+# Stage 2 fine-tunes the whole network at a tenth of stage 1's rate unless told otherwise: the pretrained body
+# must move little (the Keras transfer-learning guide trains the head at 1e-3 and fine-tunes at 1e-5 with Adam;
+# with SGD and momentum, as here, 1e-2 then 1e-3 is the usual pair).
+STAGE2_LR_FACTOR = 0.1
+
+
+def _join_metrics(runs: List[RunDir], root: RunDir) -> None:
+    """The stages' metrics.csv one after the other (epochs counted on, a ``stage`` column) and their curves."""
+    import csv
+    import io
+
+    rows: List[Dict[str, str]] = []
+    offset = 0
+    for n, run in enumerate(runs, start=1):
+        with open(run.metrics, newline="") as f:
+            stage_rows = list(csv.DictReader(f))
+        for r in stage_rows:
+            rows.append({"stage": str(n), **r, "epoch": str(int(r["epoch"]) + offset)})
+        offset += len(stage_rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["stage", "epoch"])
+    w.writeheader()
+    w.writerows(rows)
+    root.write_text(root.metrics, buf.getvalue())
+    try:
+        from .viz.curves import plot_curves
+
+        plot_curves(root.metrics, root.curves)
+    except ImportError:  # matplotlib missing: the CSV still has every number
+        pass
+
+
+def finetune(cfg: Config, *, head_epochs: int = 3, head_lr: float = 1e-2, lr: Optional[float] = None,
+             unfreeze: str = "all", stage_lr_decay: Optional[float] = None, freeze_bn: bool = False,
+             keep_best: bool = True, patience: Optional[int] = None, overwrite: bool = False,
              log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Fine-tune ``cfg.model.pretrained`` on ``cfg.data`` in two stages; returns the final results.
 
     Args:
-        cfg: a validated training config; ``cfg.model.pretrained`` names the weights to start from, ``cfg.optim.lr``
-            and ``cfg.train.epochs`` are stage 2's.
+        cfg: a validated training config; ``cfg.model.pretrained`` names the weights to start from,
+            ``cfg.train.epochs`` is stage 2's.
         head_epochs: stage 1's epochs, classifier only (0 skips stage 1).
         head_lr: stage 1's learning rate.
+        lr: stage 2's learning rate (default: ``head_lr`` x 0.1).
+        keep_best: each stage keeps (and hands on) the weights of its best validation epoch, not its last.
+        patience: stop a stage after this many epochs without a better validation accuracy.
         unfreeze: stage 2 trains ``"all"`` the network, ``"none"`` of it (a linear probe: stage 1 only), or the
             stages from this one on (the earlier ones stay frozen).
         stage_lr_decay: stage 2: each earlier stage gets this times the next one's learning rate.
@@ -68,6 +104,10 @@ def finetune(cfg: Config, *, head_epochs: int = 3, head_lr: float = 1e-2, unfree
                          f"({', '.join(stages)})")
     if head_epochs == 0 and unfreeze == "none":
         raise ParamError("unfreeze", unfreeze, "with head_epochs=0 leaves nothing to train")
+    if head_lr <= 0 or (lr is not None and lr <= 0):
+        raise ParamError("head_lr" if head_lr <= 0 else "lr", head_lr if head_lr <= 0 else lr, "must be positive")
+    if (keep_best or patience) and cfg.data.val_split <= 0:
+        raise ParamError("keep_best", keep_best, "chooses by validation accuracy: set data.val_split > 0")
     cfg, root_path = prepare_run_dir(copy.deepcopy(cfg), None, overwrite)
     root = RunDir(root_path)
     if overwrite and root.exists():
@@ -75,6 +115,9 @@ def finetune(cfg: Config, *, head_epochs: int = 3, head_lr: float = 1e-2, unfree
     root.root.mkdir(parents=True, exist_ok=True)
     if freeze_bn:
         cfg.model.freeze_bn = True
+    cfg.train.keep_best = keep_best
+    cfg.train.early_stopping = patience
+    cfg.optim.lr = lr if lr is not None else head_lr * STAGE2_LR_FACTOR
 
     runs: List[RunDir] = []
     if head_epochs > 0:
@@ -95,14 +138,13 @@ def finetune(cfg: Config, *, head_epochs: int = 3, head_lr: float = 1e-2, unfree
             s2.optim.stage_lr_decay = stage_lr_decay
         s2.run.output = str(root.stage(2))
         log(f"stage 2: training {'everything' if unfreeze == 'all' else 'from ' + unfreeze}, "
-            f"{s2.train.epochs} epochs at lr {s2.optim.lr}")
+            f"{s2.train.epochs} epochs at lr {s2.optim.lr:g}")
         fit(s2, log=log)
         runs.append(root.stage(2))
     last = runs[-1]
-    for src, dst in ((last.weights, root.weights), (last.metrics, root.metrics), (last.config, root.config),
-                     (last.curves, root.curves)):
-        if src.exists():
-            atomic_write(dst, lambda tmp, src=src: shutil.copy2(src, tmp))
+    for src, dst in ((last.weights, root.weights), (last.config, root.config)):
+        atomic_write(dst, lambda tmp, src=src: shutil.copy2(src, tmp))
+    _join_metrics(runs, root)
     results = last.read_json(last.results)
     if not results:
         raise UserError(f"{last.root} has no results.json after training")

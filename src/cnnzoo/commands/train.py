@@ -45,7 +45,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms: bit-exact reruns")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", choices=PRECISIONS)
-    p.add_argument("--pretrained", metavar="PATH", help="start from these weights (see docs/transfer.md)")
+    p.add_argument("--pretrained", metavar="TAG|PATH",
+                   help="start from these weights: a catalogue tag (imagenet, tv1, ...: cnnzoo weights MODEL), a run "
+                        "directory (its model, without --model), .safetensors or a torchvision/timm .pth; "
+                        "see docs/transfer.md")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, epoch lines only")
     p.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files (needs tensorboard)")
 
@@ -93,7 +96,22 @@ def build_config(args: argparse.Namespace):
     ov = overrides_from_args(args)
     if args.resume:
         ov.pop("run.output", None)
-    return load_config(config, ov)
+    cfg = load_config(config, ov)
+    model_chosen = "model.name" in ov or (config and "name" in ((_yaml(config).get("model")) or {}))
+    if cfg.model.pretrained and not model_chosen and not args.resume:
+        # --pretrained RUN_DIR (or our .safetensors) without --model: the model those weights are of.
+        from ..builder import read_meta, stored_model_args
+
+        if stored_model_args(cfg.model.pretrained) is not None:
+            cfg.model.name = read_meta(cfg.model.pretrained)["model"]
+    return cfg
+
+
+def _yaml(path: str) -> dict:
+    from ..train.config import load_yaml
+
+    d = load_yaml(path)
+    return d if isinstance(d, dict) else {}
 
 
 def launch_torchrun(nproc: int) -> int:

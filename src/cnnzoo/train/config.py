@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
-from ..choices import DATASETS, canonical_dataset, OPTIMIZERS, PRECISIONS, PROGRESS, SCHEDULES, TTA_MODES
+from ..choices import DATASETS, NORMALIZE, OPTIMIZERS, PRECISIONS, PROGRESS, SCHEDULES, TTA_MODES, canonical_dataset
 from ..data.augment import AugmentConfig
 from ..errors import UserError
 
@@ -44,6 +44,7 @@ class DataConfig:
     batch_size: int = 128
     eval_batch_size: Optional[int] = None  # default: 2 x batch_size
     num_workers: int = 2  # folder datasets only
+    normalize: str = "auto"  # one of cnnzoo.choices.NORMALIZE: auto = the pretrained weights' mean/std where known
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # data.augment.hflip, ... (cnnzoo.data.augment)
 
 
@@ -89,6 +90,8 @@ class TrainConfig:
     deterministic: bool = False  # deterministic algorithms (bit-exact reruns and resumes)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     sync_bn: bool = False  # distributed: SyncBatchNorm (batch statistics over all ranks)
+    keep_best: bool = False  # test and keep the weights of the epoch with the best validation accuracy
+    early_stopping: Optional[int] = None  # stop after this many epochs without a better validation accuracy
     tta: Optional[str] = None  # test-time augmentation of the final evaluation: one of cnnzoo.choices.TTA_MODES
 
 
@@ -126,6 +129,7 @@ CHOICES = {
     "schedule.name": SCHEDULES,
     "train.precision": PRECISIONS,
     "run.progress": PROGRESS,
+    "data.normalize": NORMALIZE,
     "train.tta": (None, *TTA_MODES),
 }
 
@@ -264,6 +268,10 @@ def validate(cfg: Config) -> Config:
     need(cfg.data.per_class is None or cfg.data.per_class >= 1, "data.per_class must be at least 1")
     need(cfg.data.image_size is None or cfg.data.image_size >= 1, "data.image_size must be positive")
     need(cfg.run.checkpoint_every >= 1, "run.checkpoint_every must be at least 1")
+    need(cfg.train.early_stopping is None or cfg.train.early_stopping >= 1,
+         f"train.early_stopping is a patience in epochs, at least 1, got {cfg.train.early_stopping}")
+    need(not (cfg.train.keep_best or cfg.train.early_stopping) or cfg.data.val_split > 0,
+         "train.keep_best and train.early_stopping choose by validation accuracy: set data.val_split > 0")
     cfg.data.augment.validate()
     return cfg
 

@@ -30,7 +30,7 @@ from ..builder import InputPlan, create_model, plan_input
 from ..data import Dataset, Loader, load_dataset, make_loader, split_validation, take_per_class
 from ..data.base import Split
 from ..errors import UserError
-from ..io import RunDir, save_weights, write_text
+from ..io import RunDir, is_weights_spec, load_weights, save_weights, write_text
 from ..runtime import autocast, precision_name, resolve_device, resolve_precision
 from . import distributed as dist
 from .config import Config, config_from_dict, config_to_dict, resume_conflicts, validate
@@ -113,11 +113,40 @@ def build_model(cfg: Config, splits: Splits, plan: InputPlan,
     return model, (stage_lr_scale(model, decay) if decay else None)
 
 
+def normalization(cfg: Config, dataset: Dataset) -> Tuple[Tuple[float, ...], Tuple[float, ...], str]:
+    """``(mean, std, note)`` the inputs are normalised with (``data.normalize``).
+
+    Fine-tuning keeps the statistics the pretrained weights were trained with, where they are known (a catalogue
+    tag, a torchvision file of the catalogue, a cnnzoo run); otherwise, and without weights, the dataset's own.
+    """
+    from ..hub import IMAGENET_MEAN, IMAGENET_STD, weights_preprocessing
+
+    how = cfg.data.normalize
+    if how == "dataset":
+        return tuple(dataset.mean), tuple(dataset.std), ""
+    if how == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD, "normalising with ImageNet's mean and std"
+    known = weights_preprocessing(cfg.model.name, cfg.model.pretrained)
+    if known is None:
+        if how == "weights":
+            raise UserError(f"data.normalize=weights: the statistics of {cfg.model.pretrained or 'no weights'} are "
+                            "not known; use data.normalize=imagenet or dataset")
+        return tuple(dataset.mean), tuple(dataset.std), ""
+    mean, std, source = known
+    if cfg.model.pretrained and not is_weights_spec(str(cfg.model.pretrained)):
+        note = f"normalising with the mean and std of {source} (data.normalize=dataset for the data's own)"
+    else:
+        note = ""  # a cnnzoo run of the same data: its statistics, silently
+    return mean, std, note
+
+
 def build_loaders(cfg: Config, splits: Splits, image_size: Tuple[int, int], in_chans: int, device: torch.device,
-                  rank: int, world: int, log: Callable[[str], None]) -> Loaders:
+                  rank: int, world: int, log: Callable[[str], None],
+                  stats: Optional[Tuple[Tuple[float, ...], Tuple[float, ...]]] = None) -> Loaders:
     """Batches on ``device``: the training loader (shuffled, augmented, this rank's share) and evaluation ones."""
     ds = splits.dataset
-    common = dict(image_size=image_size, mean=ds.mean, std=ds.std, device=device,
+    mean, std = stats if stats is not None else (ds.mean, ds.std)
+    common = dict(image_size=image_size, mean=mean, std=std, device=device,
                   channels_last=cfg.train.channels_last, in_chans=in_chans, num_workers=cfg.data.num_workers)
     eval_batch = cfg.data.eval_batch_size or 2 * cfg.data.batch_size
     batch = cfg.data.batch_size
@@ -250,7 +279,7 @@ class Trainer:
         self.splits = load_splits(cfg)
         self.classes = self.splits.classes
         plan = plan_input(cfg.model.name, int(self.splits.dataset.image_size[0]), cfg.model.kwargs,
-                          cfg.data.image_size)
+                          cfg.data.image_size, pretrained=cfg.model.pretrained)
         if plan.note:
             self.log(plan.note)
         self.image_size = (plan.image_size, plan.image_size)
@@ -265,8 +294,11 @@ class Trainer:
         self.model = model
         self.model_name = cfg.model.name
 
+        self.mean, self.std, note = normalization(cfg, self.splits.dataset)
+        if note:
+            self.log(note)
         self.loaders = build_loaders(cfg, self.splits, self.image_size, self.in_chans, self.device, self.rank,
-                                     self.world, self.log)
+                                     self.world, self.log, (self.mean, self.std))
         self.data_seconds = time.perf_counter() - t0
         self.steps_per_epoch = len(self.loaders.train)
 
@@ -276,6 +308,7 @@ class Trainer:
         self.step_model = torch.compile(ddp_model) if cfg.train.compile else ddp_model
 
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self.best_val, self.best_epoch = -1.0, 0  # train.keep_best / train.early_stopping
         self.history: List[Dict[str, Any]] = []
         self.running = RunningSums(self.device)
         self.train_seconds = 0.0
@@ -283,8 +316,7 @@ class Trainer:
             self._load_checkpoint()
 
     def meta(self) -> Dict[str, Any]:
-        ds = self.splits.dataset
-        return {"classes": self.classes, "mean": list(ds.mean), "std": list(ds.std),
+        return {"classes": self.classes, "mean": list(self.mean), "std": list(self.std),
                 "image_size": list(self.image_size), "in_chans": self.in_chans, "data": self.cfg.data.name}
 
     def header(self) -> str:
@@ -309,6 +341,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "rng_cpu": torch.get_rng_state(), "running": self.running.state(),
             "history": json.dumps(self.history), "train_seconds": self.train_seconds,
+            "best_val": self.best_val, "best_epoch": self.best_epoch,
         }
         if self.device.type == "cuda":
             st["rng_cuda"] = torch.cuda.get_rng_state(self.device)
@@ -336,6 +369,7 @@ class Trainer:
         self.running.load(st["running"] if "running" in st else st["acc"], self.device)
         self.history = json.loads(st["history"])
         self.train_seconds = float(st["train_seconds"])
+        self.best_val, self.best_epoch = float(st.get("best_val", -1.0)), int(st.get("best_epoch", 0))
         where = f"epoch {self.epoch + 1}, batch {self.batch_in_epoch}" if self.batch_in_epoch else f"epoch {self.epoch + 1}"
         self.log(f"resuming {self.run_dir} from {ck.name}: continuing at {where}")
 
@@ -441,16 +475,45 @@ class Trainer:
                 self.batch_in_epoch = 0
                 self.log(self._epoch_line(row))
                 self._write_metrics(row)
-                if self.epoch % cfg.run.checkpoint_every == 0 or self.epoch == cfg.train.epochs:
+                self._track_best(row)
+                stop_early = self._stops_early()
+                if self.epoch % cfg.run.checkpoint_every == 0 or self.epoch == cfg.train.epochs or stop_early:
                     self.save(f"epoch-{self.epoch:04d}")
                 if self._stop is not None:
                     raise Interrupted(self._stop, self.run_dir)
+                if stop_early:
+                    break
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
             if self.writer is not None:
                 self.writer.close()
         return self._finish(time.perf_counter() - t_start)
+
+    def _track_best(self, row: Dict[str, Any]) -> None:
+        """A better validation accuracy: remember the epoch and, with keep_best, write its weights."""
+        if row["val_acc"] != row["val_acc"] or row["val_acc"] <= self.best_val:  # NaN (no validation) or no better
+            return
+        self.best_val, self.best_epoch = float(row["val_acc"]), int(row["epoch"])
+        if self.cfg.train.keep_best and self.is_rank0:
+            save_weights(self.run.best, self.eval_model(), dict(self.meta(), epoch=self.best_epoch))
+
+    def _stops_early(self) -> bool:
+        patience = self.cfg.train.early_stopping
+        if not patience or self.epoch - self.best_epoch < patience or self.epoch >= self.cfg.train.epochs:
+            return False
+        self.log(f"early stopping after epoch {self.epoch}: no better validation accuracy for {patience} epochs "
+                 f"(best {self.best_val:.4f} at epoch {self.best_epoch})")
+        return True
+
+    def _restore_best(self, model: nn.Module) -> None:
+        """With keep_best: the best validation epoch's weights into ``model`` (on every rank), before the test."""
+        if not self.cfg.train.keep_best or not self.best_epoch:
+            return
+        dist.barrier()  # rank 0 wrote the file
+        weights, _ = load_weights(self.run.best)
+        model.load_state_dict(weights)
+        self.log(f"keeping the weights of epoch {self.best_epoch} (best validation accuracy {self.best_val:.4f})")
 
     def _epoch_line(self, r: Dict[str, Any]) -> str:
         line = (f"epoch {r['epoch']}/{self.cfg.train.epochs}  loss {r['train_loss']:.3f}  acc {r['train_acc']:.3f}")
@@ -494,6 +557,7 @@ class Trainer:
 
     def _finish(self, seconds: float) -> Dict[str, Any]:
         model = self.eval_model()
+        self._restore_best(model)
         results: Dict[str, Any] = {
             "model": self.model_name, "data": self.cfg.data.name, "params": sum(p.numel() for p in model.parameters()),
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -502,9 +566,12 @@ class Trainer:
             "train_seconds": round(self.train_seconds, 3), "data_seconds": round(self.data_seconds, 3),
         }
         if self.history:
-            last = self.history[-1]
-            results.update(train_acc=last["train_acc"], val_top1=last["val_acc"], val_loss=last["val_loss"],
+            kept = self.history[self.best_epoch - 1] if self.cfg.train.keep_best and self.best_epoch else self.history[-1]
+            results.update(train_acc=kept["train_acc"], val_top1=kept["val_acc"], val_loss=kept["val_loss"],
                            img_per_s=sum(r["img_per_s"] for r in self.history) / len(self.history))
+            if self.best_epoch:
+                results.update(best_epoch=self.best_epoch, best_val_top1=self.best_val,
+                               weights_epoch=self.best_epoch if self.cfg.train.keep_best else self.epoch)
         if self.loaders.test is not None:
             results.update(self._test(model))
         if self.world > 1:

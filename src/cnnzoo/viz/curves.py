@@ -58,6 +58,11 @@ def plot_curves(metrics_csv: Union[str, Path], out_png: Union[str, Path]) -> str
             ys = m.get(f"{split}_{what}")
             if ys and any(not math.isnan(y) for y in ys):
                 ax.plot(ep, ys, style, markersize=3, label=split)
+        stages = m.get("stage")
+        if stages:  # a fine-tune's stages, one after the other: a line where each new stage starts
+            for i in range(1, len(stages)):
+                if stages[i] != stages[i - 1]:
+                    ax.axvline(ep[i] - 0.5, color="grey", linestyle="--", linewidth=1)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("loss" if what == "loss" else "accuracy")
