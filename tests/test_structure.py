@@ -245,3 +245,16 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(tmp_path, capsys
                "--unfreeze", "stage9", "--output", str(tmp_path / "ft2")])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("cnnzoo: error: --unfreeze stage9 is neither all, none nor a stage"), err
+
+
+def test_one_image_preparation_crops_as_the_folder_loader_does():
+    """predict and viz see a photo as training saw it: the centred crop with the input's aspect, then resized."""
+    import torch
+
+    from cnnzoo.inference import prepare
+
+    rm = {"image_size": [32, 32], "mean": [0.5], "std": [0.25], "in_chans": 1}
+    wide = torch.randint(0, 256, (1, 32, 64), dtype=torch.uint8)
+    shown, x = prepare(wide, rm)
+    shown_c, x_c = prepare(wide[..., 16:48].contiguous(), rm)  # the centre square alone
+    assert torch.equal(x, x_c) and torch.equal(shown, shown_c) and x.shape == (1, 1, 32, 32)

@@ -1,4 +1,10 @@
-"""Turning images into model inputs and model outputs into answers, for trained runs."""
+"""Turning images into model inputs and model outputs into answers, for trained runs.
+
+:func:`prepare` is the one way a single image becomes a model's input (``predict`` and ``viz`` use it): the
+largest centred crop with the aspect ratio of the run's input, resized to it, normalised with the run's mean
+and std — what the folder loader does to training images (PIL's ``ImageOps.fit``), so a photo is seen as in
+training. ``eval`` runs the dataset loader itself, the same one training used.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import torch.nn.functional as F
 from .builder import model_info
 from .data import convert_channels
 
-__all__ = ["preprocess", "top_k", "run_meta"]
+__all__ = ["prepare", "preprocess", "centre_crop", "top_k", "run_meta"]
 
 
 def preprocess(images: torch.Tensor, image_size: Sequence[int], mean: Sequence[float], std: Sequence[float],
@@ -26,6 +32,33 @@ def preprocess(images: torch.Tensor, image_size: Sequence[int], mean: Sequence[f
     if m.shape[1] != x.shape[1]:
         m, s = m.mean().view(1, 1, 1, 1), s.mean().view(1, 1, 1, 1)
     return (x - m) / s
+
+
+def centre_crop(img: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """The largest centred crop of ``img`` (``C x H x W``) with the aspect ratio of ``size`` (H, W)."""
+    h, w = int(img.shape[-2]), int(img.shape[-1])
+    th, tw = int(size[0]), int(size[1])
+    if h * tw > w * th:  # too tall
+        nh = max(1, round(w * th / tw))
+        top = (h - nh) // 2
+        return img[..., top: top + nh, :]
+    nw = max(1, round(h * tw / th))
+    left = (w - nw) // 2
+    return img[..., :, left: left + nw]
+
+
+def prepare(image: torch.Tensor, rm: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(the uint8 image as the model sees it, the normalised 1 x C x H x W input)`` for one ``C x H x W`` image.
+
+    ``rm`` is :func:`run_meta`'s preprocessing (image_size, mean, std, in_chans).
+    """
+    size = tuple(int(s) for s in rm["image_size"])
+    crop = centre_crop(image, size)
+    x = preprocess(crop, size, rm["mean"], rm["std"], rm["in_chans"])
+    shown = crop[None].float()
+    if tuple(shown.shape[-2:]) != size:
+        shown = F.interpolate(shown, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return shown[0].round().clamp(0, 255).to(torch.uint8), x
 
 
 def top_k(probs: torch.Tensor, classes: List[str], k: int = 5) -> List[List[Tuple[str, float]]]:

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import load_image
     from ..errors import UserError
-    from ..inference import preprocess, run_meta, top_k
+    from ..inference import prepare, run_meta, top_k
     from ..builder import load_model
     from ..train.evaluate import predict_logits
 
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     out = []
     for spec in args.images:
         img = load_image(spec)
-        x = preprocess(img, rm["image_size"], rm["mean"], rm["std"], rm["in_chans"])
+        _, x = prepare(img, rm)
         with torch.no_grad():
             probs = predict_logits(model, x, args.tta).exp()
         out.append({"image": spec, "top": top_k(probs, rm["classes"], args.top_k)[0]})

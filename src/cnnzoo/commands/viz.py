@@ -51,16 +51,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import torch
-    import torch.nn.functional as F
 
     from ..analysis.load import is_run, load_model
     from ..analysis.shapes import parse_kwargs
     from ..errors import UserError
-    from ..inference import preprocess, run_meta
+    from ..inference import prepare, run_meta
     from ..viz.features import capture, default_layers, plot_feature_maps, plot_filters
     from ..viz.gradcam import grad_cam, plot_grad_cam
     from ..data import load_image
-    from ..viz.images import centre_crop
 
     if args.max_maps < 1:
         raise UserError(f"--max-maps must be at least 1, got {args.max_maps}")
@@ -68,11 +66,7 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_model(args.model, **({} if trained else parse_kwargs(args.kw)))
     rm = run_meta(meta, model)
     img = load_image(args.image, rm["in_chans"] if rm["in_chans"] in (1, 3) else None, data_dir=args.data_dir)
-    size = tuple(int(s) for s in rm["image_size"])
-    crop = centre_crop(img, size)
-    x = preprocess(crop, size, rm["mean"], rm["std"], rm["in_chans"])
-    shown = F.interpolate(crop[None].float(), size=size, mode="bilinear", align_corners=False,
-                          antialias=True)[0].round().clamp(0, 255).to(torch.uint8)
+    shown, x = prepare(img, rm)
     name = Path(args.model).name if trained else args.model
     out = Path(args.output) if args.output else (Path(args.model) / "viz" if Path(args.model).is_dir()
                                                   else Path("viz") / name)
