@@ -172,7 +172,7 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
     if pretrained:
         meta = _stored_meta(pretrained)
         if meta is not None:
-            stored = dict(meta.get("model_args") or {})
+            stored = _architecture_args(meta)
             kwargs = {**{k: v for k, v in stored.items() if k not in ("num_classes", "in_chans")}, **kwargs}
             trained = meta.get("image_size")
             if image_size is None and trained and int(trained[0]) != data_size:
@@ -224,13 +224,25 @@ def _stored_meta(pretrained: Union[None, bool, str]) -> Optional[Dict[str, Any]]
 def stored_model_args(pretrained: Union[None, bool, str]) -> Optional[Dict[str, Any]]:
     """The ``create_model`` arguments recorded with cnnzoo weights (a run directory or our ``.safetensors``)."""
     meta = _stored_meta(pretrained)
-    return dict(meta.get("model_args") or {}) if meta is not None else None
+    return _architecture_args(meta) if meta is not None else None
 
 
 # ----------------------------------------------------------------------------------------- models from files
 
 
 Spec = Union[str, Path]
+
+
+# Arguments that name files or change what create_model returns: never taken from a file's metadata, so weights
+# cannot make cnnzoo open another file (a crafted model_args.pretrained) or return something else.
+_NOT_FROM_METADATA = ("pretrained", "features_only", "out_indices")
+
+
+def _architecture_args(meta: Dict[str, Any]) -> Dict[str, Any]:
+    args = meta.get("model_args") or {}
+    if not isinstance(args, dict):
+        raise UserError("the weights' metadata has model_args that are not a mapping; was the file written by cnnzoo?")
+    return {k: v for k, v in args.items() if k not in _NOT_FROM_METADATA}
 
 
 def read_meta(spec: Spec) -> Dict[str, Any]:
@@ -251,7 +263,7 @@ def read_meta(spec: Spec) -> Dict[str, Any]:
 def build_on_meta(spec: Spec, **create_kwargs: Any) -> Tuple[nn.Module, Dict[str, Any]]:
     """The model of ``spec`` built on the meta device (shapes only: no memory, no initialisation)."""
     meta = read_meta(spec)
-    args = dict(meta.get("model_args") or {})
+    args = _architecture_args(meta)
     args.update(create_kwargs)
     return _build_on_meta_device(meta["model"], **args).eval(), meta
 
@@ -283,7 +295,7 @@ def load_model(spec: Spec, device: Union[str, torch.device] = "cpu",
     name = meta.get("model")
     if not name:
         raise UserError(f"{spec_s} has no model name in its metadata; load it with create_model(name, pretrained=...)")
-    args = dict(meta.get("model_args") or {})
+    args = _architecture_args(meta)
     args.update(create_kwargs)
     model = create_model(name, **args)
     missing, unexpected = model.load_state_dict(state, strict=False)

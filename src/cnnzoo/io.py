@@ -119,7 +119,8 @@ def load_weights(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise _unreadable(path, e) from None
+        raise DamagedFile(path, str(e).splitlines()[0][:80] if str(e) else type(e).__name__,
+                          str(_unreadable(path, e))) from None
     return state, _decode(meta)
 
 
@@ -137,6 +138,14 @@ def read_weights_meta(path: PathLike) -> Dict[str, Any]:
         raise _unreadable(path, e) from None
 
 
+class DamagedFile(UserError):
+    """A file that is there but cannot be read whole: truncated or corrupt (not a refused pickle)."""
+
+    def __init__(self, path: Path, why: str, message: Optional[str] = None) -> None:
+        self.path, self.why = path, why
+        super().__init__(message or f"{path} is damaged ({why}): it was cut short or corrupted")
+
+
 def save_state(path: PathLike, state: Dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
@@ -151,12 +160,25 @@ def load_state(path: PathLike) -> Dict[str, Any]:
         raise UserError(f"training state {str(path)!r} not found") from None
     except Exception as e:  # an UnpicklingError for anything but plain data, or a corrupt file
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
-        why = f"it asks to run {found.group(1)}" if found else f"{type(e).__name__}"
-        raise UserError(f"refusing to load {path}: not a plain-data training state ({why}); nothing in it was run") \
+        if found or "weights_only" in str(e).lower() and "unsupported" in str(e).lower():
+            why = f"it asks to run {found.group(1)}" if found else type(e).__name__
+            raise UserError(f"refusing to load {path}: not a plain-data training state ({why}); nothing in it was "
+                            "run") from None
+        raise DamagedFile(Path(path), f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}".rstrip(": ")) \
             from None
 
 
 # ----------------------------------------------------------------------------------------- the run directory
+
+
+def _strict(obj: Any) -> Any:
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
 
 
 class _File:
@@ -231,7 +253,8 @@ class RunDir:
         return write_text(path, text)
 
     def write_json(self, path: Path, obj: Any) -> Path:
-        return write_text(path, json.dumps(obj, indent=2) + "\n")
+        """Strict JSON (``NaN`` and infinities, which strict parsers reject, become ``null``), written atomically."""
+        return write_text(path, json.dumps(_strict(obj), indent=2, allow_nan=False) + "\n")
 
     def read_json(self, path: Path) -> Dict[str, Any]:
         """A JSON file of the run (``{}`` when there is none)."""
@@ -290,13 +313,40 @@ class RunDir:
         d = self.checkpoints / pointer.read_text().strip()
         return d if (d / self.WEIGHTS).is_file() and (d / self.STATE).is_file() else None
 
-    def load_checkpoint(self) -> Tuple[Path, Dict[str, torch.Tensor], Dict[str, Any]]:
-        """``(checkpoint directory, weights, training state)`` of the latest checkpoint."""
+    def checkpoint_epoch(self) -> Optional[int]:
+        """Epochs completed at the latest checkpoint (None without one)."""
+        ck = self.latest_checkpoint()
+        if ck is None:
+            return None
+        try:
+            return int(read_weights_meta(ck / self.WEIGHTS).get("epoch", 0))
+        except (UserError, TypeError, ValueError):
+            return None
+
+    def load_checkpoint(self) -> Tuple[Path, Dict[str, torch.Tensor], Dict[str, Any], str]:
+        """``(checkpoint directory, weights, training state, note)`` of the latest intact checkpoint.
+
+        A damaged latest checkpoint (a truncated file: a disk that filled, a copy cut short) gives way to the
+        previous one, and ``note`` says so; a refused one (code in the pickle) stops with that error.
+        """
         ck = self.latest_checkpoint()
         if ck is None:
             raise UserError(f"{self.root} has no checkpoint to resume from; start a new run without --resume")
-        weights, _ = load_weights(ck / self.WEIGHTS)
-        return ck, weights, load_state(ck / self.STATE)
+        older = sorted((d for d in self.checkpoints.iterdir() if d.is_dir() and not d.name.startswith(".")
+                        and d != ck and (d / self.WEIGHTS).is_file() and (d / self.STATE).is_file()),
+                       key=lambda d: d.stat().st_mtime, reverse=True)
+        damaged = []
+        for candidate in [ck, *older]:
+            try:
+                weights, _ = load_weights(candidate / self.WEIGHTS)
+                state = load_state(candidate / self.STATE)
+            except DamagedFile as e:
+                damaged.append(f"{candidate.name} ({e.why})")
+                continue
+            note = f"checkpoint {', '.join(damaged)} is damaged: resuming from {candidate.name}" if damaged else ""
+            return candidate, weights, state, note
+        raise UserError(f"every checkpoint of {self.root} is damaged ({'; '.join(damaged)}); start the run again "
+                        "with --overwrite")
 
     def weights_file(self) -> Path:
         """The final ``model.safetensors``, else the latest checkpoint's."""

@@ -268,6 +268,15 @@ def validate(cfg: Config) -> Config:
     need(cfg.data.per_class is None or cfg.data.per_class >= 1, "data.per_class must be at least 1")
     need(cfg.data.image_size is None or cfg.data.image_size >= 1, "data.image_size must be positive")
     need(cfg.run.checkpoint_every >= 1, "run.checkpoint_every must be at least 1")
+    need(cfg.schedule.step_size > 0, f"schedule.step_size is epochs between decays, above 0, got {cfg.schedule.step_size}")
+    need(all(m >= 0 for m in cfg.schedule.milestones), f"schedule.milestones are epochs, >= 0: {cfg.schedule.milestones}")
+    need(0 <= cfg.schedule.min_lr < 1, f"schedule.min_lr is a fraction of the peak rate, in [0, 1), got {cfg.schedule.min_lr}")
+    need(0 <= cfg.schedule.warmup_start <= 1, f"schedule.warmup_start is a fraction of the peak rate, in [0, 1], "
+         f"got {cfg.schedule.warmup_start}")
+    need(0 < cfg.schedule.pct_start < 1, f"schedule.pct_start must be in (0, 1), got {cfg.schedule.pct_start}")
+    reserved = sorted(set(cfg.model.kwargs) & {"num_classes", "in_chans", "pretrained", "features_only", "out_indices"})
+    need(not reserved, f"model.kwargs.{reserved[0] if reserved else ''} is set by the run itself (classes and channels come "
+         "from the data, weights from model.pretrained); remove it from model.kwargs")
     need(cfg.train.early_stopping is None or cfg.train.early_stopping >= 1,
          f"train.early_stopping is a patience in epochs, at least 1, got {cfg.train.early_stopping}")
     need(not (cfg.train.keep_best or cfg.train.early_stopping) or cfg.data.val_split > 0,

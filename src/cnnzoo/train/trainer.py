@@ -270,6 +270,8 @@ class Trainer:
 
     def setup(self) -> None:
         cfg = self.cfg
+        self.t_process = time.perf_counter()
+        self.wall_before = 0.0  # wall seconds of the processes before a resume
         self.device = dist.device_for_rank(resolve_device(cfg.train.device))
         _seed_and_backends(cfg, self.device)
         if cfg.train.precision == "fp16":
@@ -342,6 +344,7 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(), "running": self.running.state(),
             "history": json.dumps(self.history), "train_seconds": self.train_seconds,
             "best_val": self.best_val, "best_epoch": self.best_epoch,
+            "wall_seconds": self.wall_before + (time.perf_counter() - self.t_process),
         }
         if self.device.type == "cuda":
             st["rng_cuda"] = torch.cuda.get_rng_state(self.device)
@@ -356,7 +359,9 @@ class Trainer:
         return self.run.save_checkpoint(tag, self.model, self._state(), meta)
 
     def _load_checkpoint(self) -> None:
-        ck, weights, st = self.run.load_checkpoint()
+        ck, weights, st, note = self.run.load_checkpoint()
+        if note:
+            self.log(note)
         self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(st["optimizer"])
         self.scaler.load_state_dict(st["scaler"])
@@ -370,6 +375,8 @@ class Trainer:
         self.history = json.loads(st["history"])
         self.train_seconds = float(st["train_seconds"])
         self.best_val, self.best_epoch = float(st.get("best_val", -1.0)), int(st.get("best_epoch", 0))
+        # Checkpoints of older versions have no wall time: their training time is the best lower bound.
+        self.wall_before = float(st.get("wall_seconds", st["train_seconds"]))
         where = f"epoch {self.epoch + 1}, batch {self.batch_in_epoch}" if self.batch_in_epoch else f"epoch {self.epoch + 1}"
         self.log(f"resuming {self.run_dir} from {ck.name}: continuing at {where}")
 
@@ -426,7 +433,9 @@ class Trainer:
             self.running = RunningSums(self.device)
         sync_every = 1 if self.device.type == "cpu" else 25
         self.progress.start(self.steps_per_epoch, f"epoch {self.epoch + 1}/{cfg.train.epochs}", skip)
-        t0, seen, lr = time.perf_counter(), 0, 0.0
+        # The rate of the last step taken, for an epoch whose batches were all done before a resume.
+        lr = cfg.optim.lr * lr_factor(max(self.step - 1, 0), self.steps_per_epoch, cfg.train.epochs, cfg.schedule)
+        t0, seen = time.perf_counter(), 0
         # A resumed epoch starts at batch `skip`: order and augmentation are seeded per (epoch, batch).
         for i, (x, y) in enumerate(loader, start=skip):
             lr = set_lr(self.optimizer, cfg.optim.lr,
@@ -459,7 +468,6 @@ class Trainer:
         cfg = self.cfg
         self.progress = _Progress(cfg.run.progress, self.is_rank0)
         self.writer = self._tensorboard() if self.is_rank0 else None
-        t_start = time.perf_counter()
         old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
         def handler(signum, frame):  # finish the step, checkpoint, exit
@@ -488,7 +496,7 @@ class Trainer:
                 signal.signal(s, h)
             if self.writer is not None:
                 self.writer.close()
-        return self._finish(time.perf_counter() - t_start)
+        return self._finish()
 
     def _track_best(self, row: Dict[str, Any]) -> None:
         """A better validation accuracy: remember the epoch and, with keep_best, write its weights."""
@@ -555,7 +563,7 @@ class Trainer:
         return {"test_top1": t["top1"], "test_top5": t["top5"], "test_loss": t["loss"], "tta": tta,
                 "test_seconds": round(time.perf_counter() - t_test, 3)}
 
-    def _finish(self, seconds: float) -> Dict[str, Any]:
+    def _finish(self) -> Dict[str, Any]:
         model = self.eval_model()
         self._restore_best(model)
         results: Dict[str, Any] = {
@@ -578,7 +586,9 @@ class Trainer:
             results["world_size"] = self.world
             results["global_batch"] = self.loaders.train.batch_size * self.world
             results["ranks_identical"] = dist.params_identical(self.model)
-        results["total_seconds"] = round(seconds + self.data_seconds, 3)
+        # Across resumes: every process's wall time, so total_seconds >= train_seconds always holds.
+        results["total_seconds"] = round(max(self.wall_before + time.perf_counter() - self.t_process,
+                                             self.train_seconds + self.data_seconds), 3)
         if self.is_rank0:
             self._write_outputs(model, results)
         return results
@@ -610,19 +620,30 @@ def prepare_run_dir(cfg: Config, resume: Optional[str], overwrite: bool) -> Tupl
         run = RunDir(resume)
         if not run.config.is_file():
             raise UserError(f"cannot resume {run}: no config.yaml there; is it a cnnzoo run directory?")
+        done = run.checkpoint_epoch()
+        if done is None:
+            raise UserError(f"cannot resume {run}: it stopped before its first checkpoint, so there is nothing to "
+                            f"continue; start it again with `cnnzoo train -c {run.config} --output {run} --overwrite`")
         stored = validate(config_from_dict(yaml.safe_load(run.config.read_text())))
         bad = resume_conflicts(stored, cfg)
         if bad:
             raise UserError(f"cannot resume {run} with a changed config: {'; '.join(bad[:3])}; "
                             "start a new run (--output NEW_DIR) instead")
+        if done >= cfg.train.epochs:
+            what = "has finished its" if run.results.is_file() else "has trained"
+            raise UserError(f"{run} {what} {done} epochs, so --resume has nothing to do; to train on, pass --epochs "
+                            f"with more than {done} (nothing was changed)")
         stored.train.epochs = cfg.train.epochs
         stored.run = cfg.run
         stored.run.output = str(run.root)
         return stored, run.root
     run = RunDir(cfg.run.output if cfg.run.output else _default_run_dir(cfg))
     if not run.is_empty() and not overwrite:
-        raise UserError(f"run directory {run} already exists; use --resume {run} to continue it, "
-                        "--overwrite to replace it, or --output to choose another")
+        if run.latest_checkpoint() is not None:
+            raise UserError(f"run directory {run} already exists; use --resume {run} to continue it, "
+                            "--overwrite to replace it, or --output to choose another")
+        raise UserError(f"run directory {run} already exists and holds no checkpoint to resume; --overwrite to "
+                        "start it again, or --output to choose another")
     cfg.run.output = str(run.root)
     return cfg, run.root
 

@@ -1,0 +1,140 @@
+"""Run life cycle and bad input (issue 16, first part): each case one `cnnzoo: error:` line, exit 2, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnzoo.cli import main
+from cnnzoo.io import RunDir, load_weights, save_weights
+
+QUIET = ["--no-progress", "--precision", "fp32"]
+
+
+def train(out: Path, *extra: str) -> int:
+    return main(["train", "--model", "lenet5", "--data", "digits", "--output", str(out), *QUIET, *extra])
+
+
+def one_error_line(capsys, *needles: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("cnnzoo: error: "), err
+    for n in needles:
+        assert n in err, err
+    return err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--device", "bogus"], "unknown device 'bogus'; use auto, cpu, cuda or cuda:N"),
+    (["benchmark", "lenet5", "--device", "bogus", "--repeats", "1"], "unknown device 'bogus'"),
+    (["train", "--set", "schedule.name=step", "--set", "schedule.step_size=0"], "schedule.step_size"),
+    (["train", "--set", "schedule.min_lr=-1"], "schedule.min_lr is a fraction of the peak rate"),
+    (["train", "--set", "model.kwargs.in_chans=3"], "model.kwargs.in_chans is set by the run itself"),
+])
+def test_bad_settings_are_one_line(args, needle, capsys):
+    assert main(args) == 2
+    one_error_line(capsys, needle)
+
+
+def test_eval_with_a_bogus_device(tmp_path, capsys):
+    save_weights(tmp_path / "w.safetensors", __import__("cnnzoo").create_model("lenet5", num_classes=10, in_chans=1))
+    assert main(["eval", str(tmp_path / "w.safetensors"), "--data", "digits", "--device", "bogus"]) == 2
+    one_error_line(capsys, "unknown device 'bogus'")
+
+
+def test_results_json_is_strict(tmp_path):
+    out = tmp_path / "r"
+    assert train(out, "--epochs", "1", "--val-split", "0") == 0  # no validation: val_top1 is not measured
+
+    def refuse(name):
+        raise AssertionError(f"{name} in results.json")
+
+    res = json.loads((out / "results.json").read_text(), parse_constant=refuse)
+    assert res["val_top1"] is None and res["total_seconds"] >= res["train_seconds"]
+
+
+def test_metadata_never_chooses_a_file_to_open(tmp_path):
+    """A crafted model_args.pretrained in a weights file is ignored: cnnzoo opens only what the user names."""
+    from cnnzoo.builder import load_model
+
+    bait = tmp_path / "bait.pth"  # it does not exist: opening it would fail
+    m = __import__("cnnzoo").create_model("lenet5", num_classes=10, in_chans=1)
+    m.model_args = dict(m.model_args, pretrained=str(bait), features_only=True)
+    save_weights(tmp_path / "crafted.safetensors", m)
+    model, meta = load_model(tmp_path / "crafted.safetensors")
+    assert meta["model_args"]["pretrained"] == str(bait)  # it is in the file ...
+    assert "pretrained" not in model.model_args and type(model).__name__ != "FeatureExtractor"  # ... and not used
+
+
+def test_broken_pipe_ends_quietly():
+    p = subprocess.run(f"{sys.executable} -m cnnzoo list --format markdown | head -n 1", shell=True,
+                       capture_output=True, text=True)
+    assert p.stdout.startswith("| name |") and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path, capsys):
+    out = tmp_path / "done"
+    assert train(out, "--epochs", "2") == 0
+    before = {f: (out / f).read_bytes() for f in ("config.yaml", "model.safetensors", "results.json")}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), *QUIET]) == 2
+    one_error_line(capsys, "has finished its 2 epochs", "pass --epochs with more than 2")
+    assert main(["train", "--resume", str(out), "--epochs", "1", *QUIET]) == 2
+    one_error_line(capsys, "has finished its 2 epochs")
+    assert {f: (out / f).read_bytes() for f in before} == before
+
+
+def test_a_run_killed_before_its_first_checkpoint_says_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "early"
+    out.mkdir()
+    (out / "config.yaml").write_text("model:\n  name: lenet5\ndata:\n  name: digits\n")
+    assert main(["train", "--resume", str(out), *QUIET]) == 2
+    one_error_line(capsys, "stopped before its first checkpoint", "--overwrite")
+    assert train(out, "--epochs", "1") == 2
+    one_error_line(capsys, "holds no checkpoint to resume; --overwrite to start it again")
+
+
+def test_a_damaged_latest_checkpoint_gives_way_to_the_previous_one(tmp_path, capsys):
+    out = tmp_path / "dmg"
+    assert train(out, "--epochs", "2") == 0
+    state = out / "checkpoints" / "epoch-0002" / "state.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a disk that filled, a copy cut short
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "3", *QUIET]) == 0
+    text = capsys.readouterr().out
+    assert "checkpoint epoch-0002" in text and "is damaged: resuming from epoch-0001" in text
+    assert "continuing at epoch 2" in text
+    res = json.loads((out / "results.json").read_text())
+    assert res["epochs"] == 3 and res["total_seconds"] >= res["train_seconds"]
+    assert len((out / "metrics.csv").read_text().splitlines()) == 4  # header + epochs 1, 2 (again), 3
+
+
+def test_a_stop_at_the_last_step_of_an_epoch_keeps_that_epochs_rate(tmp_path, monkeypatch):
+    """A signal on an epoch's last batch: the resumed epoch has no batch left, and its metrics row keeps its lr."""
+    import signal
+
+    from cnnzoo.train import trainer as T
+    from cnnzoo.train.config import load_config
+
+    cfg = load_config(None, {"model.name": "lenet5", "data.name": "digits", "train.epochs": 2, "train.precision": "fp32",
+                             "run.output": str(tmp_path / "r"), "run.progress": "none", "schedule.name": "constant"})
+    step = T.Trainer.train_step
+
+    def stop_on_last_batch(self, x, y):
+        step(self, x, y)
+        if self.epoch == 0 and self.batch_in_epoch == self.steps_per_epoch - 1:
+            self._stop = signal.SIGTERM
+
+    monkeypatch.setattr(T.Trainer, "train_step", stop_on_last_batch)
+    with pytest.raises(T.Interrupted):
+        T.fit(cfg, log=lambda m: None)
+    monkeypatch.setattr(T.Trainer, "train_step", step)
+    T.fit(load_config(str(tmp_path / "r" / "config.yaml")), resume=str(tmp_path / "r"), log=lambda m: None)
+    rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    first = dict(zip(header, rows[1].split(",")))
+    assert float(first["lr"]) == pytest.approx(cfg.optim.lr)
