@@ -138,3 +138,102 @@ def test_a_stop_at_the_last_step_of_an_epoch_keeps_that_epochs_rate(tmp_path, mo
     header = rows[0].split(",")
     first = dict(zip(header, rows[1].split(",")))
     assert float(first["lr"]) == pytest.approx(cfg.optim.lr)
+
+
+# ------------------------------------------------------------------------------ the run directory's integrity
+
+
+def test_two_trainings_into_one_output_one_refuses(tmp_path, capsys):
+    """A second process may not train into a directory the first one holds (the lock names its owner)."""
+    out = tmp_path / "shared"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom cnnzoo.io import RunDir\n"
+        f"with RunDir({str(out)!r}).lock():\n    print('locked', flush=True)\n    time.sleep(30)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert train(out, "--epochs", "1") == 2
+        one_error_line(capsys, "is in use by another cnnzoo process (pid", "choose another --output")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train(out, "--epochs", "1") == 0  # the kernel dropped the dead owner's lock: no stale lock to clear
+
+
+def test_overwrite_that_fails_leaves_the_old_run_intact(tmp_path, capsys):
+    out = tmp_path / "keep"
+    assert train(out, "--epochs", "1") == 0
+    (out / "model.onnx").write_bytes(b"an export of the old run")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != RunDir.LOCK}
+    capsys.readouterr()
+    # A learning rate that diverges at once: the new run fails before its first checkpoint.
+    assert main(["train", "--model", "resnet20", "--data", "digits", "--output", str(out), "--overwrite", *QUIET,
+                 "--lr", "1e6", "--set", "schedule.name=constant", "--epochs", "2"]) == 2
+    assert "loss became non-finite" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != RunDir.LOCK}
+    assert after == before and not list(out.glob(".replaced-*"))
+    # A good overwrite replaces every file of the old run, exports included.
+    assert train(out, "--epochs", "1", "--overwrite") == 0
+    assert not (out / "model.onnx").exists() and not list(out.glob(".replaced-*"))
+
+
+def test_pruning_deletes_only_its_own_checkpoints(tmp_path):
+    out = tmp_path / "prune"
+    (out / "checkpoints" / "my-best-copy").mkdir(parents=True)
+    (out / "checkpoints" / "my-best-copy" / "note.txt").write_text("mine")
+    assert train(out, "--epochs", "4", "--overwrite") == 0
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert "epoch-0001" not in names and {"epoch-0003", "epoch-0004", "LATEST"} <= set(names)
+    # the user's directory was set aside with the old run by --overwrite, then deleted with it; without
+    # --overwrite it is never touched:
+    out2 = tmp_path / "prune2"
+    assert train(out2, "--epochs", "1") == 0
+    (out2 / "checkpoints" / "my-best-copy").mkdir()
+    assert main(["train", "--resume", str(out2), "--epochs", "4", *QUIET]) == 0
+    assert (out2 / "checkpoints" / "my-best-copy").is_dir()
+
+
+def test_latest_naming_a_path_outside_the_run_is_refused(tmp_path, capsys):
+    out = tmp_path / "trav"
+    assert train(out, "--epochs", "1") == 0
+    (out / "checkpoints" / "LATEST").write_text("../../outside/ck\n")
+    (out / "model.safetensors").unlink()  # so eval reads the checkpoint LATEST names
+    capsys.readouterr()
+    assert main(["eval", str(out), "--data", "digits"]) == 2
+    one_error_line(capsys, "LATEST names '../../outside/ck', which is not a checkpoint of this run")
+
+
+def test_a_symlinked_checkpoints_directory_is_refused(tmp_path, capsys):
+    """Pruning never follows a symbolic link out of the run directory."""
+    import shutil
+
+    out = tmp_path / "sym"
+    assert train(out, "--epochs", "1") == 0
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(str(out / "checkpoints"), str(elsewhere))
+    (elsewhere / "precious").mkdir()
+    (out / "checkpoints").symlink_to(elsewhere)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "4", *QUIET]) == 2
+    one_error_line(capsys, "checkpoints is a symbolic link", "make it a plain directory")
+    assert (elsewhere / "precious").is_dir() and (elsewhere / "epoch-0001").is_dir()
+
+
+def test_disk_full_while_checkpointing_is_one_line_and_resumable(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import cnnzoo.io as cio
+
+    out = tmp_path / "full"
+    assert train(out, "--epochs", "1") == 0
+    real = cio.save_state
+    monkeypatch.setattr(cio, "save_state", lambda path, state: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, "No space left on device", str(path))))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "2", *QUIET]) == 2
+    err = one_error_line(capsys, "no space left on the device writing", "the last good checkpoint is",
+                         "epoch-0001", "--resume")
+    assert not list((out / "checkpoints").glob(".*tmp*")), "a half-written checkpoint was left behind"
+    monkeypatch.setattr(cio, "save_state", real)
+    assert main(["train", "--resume", str(out), "--epochs", "2", *QUIET]) == 0
+    assert json.loads((out / "results.json").read_text())["epochs"] == 2, err

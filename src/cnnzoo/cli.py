@@ -58,16 +58,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("cnnzoo: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+    except (UserError, ValueError, OSError) as e:
         if os.environ.get("CNNZOO_DEBUG"):
             raise
-        if isinstance(e, ParamError):  # a library parameter, shown as the flag or config key that sets it
-            e = UserError(e.for_flag(PARAM_SOURCES.get(e.param, "--" + e.param.replace("_", "-"))))
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if isinstance(e, (FileNotFoundError, PermissionError)) and getattr(e, "filename", None) and e.filename not in msg:
-            msg = f"{msg}: {e.filename}"
-        print(f"cnnzoo: error: {msg}", file=sys.stderr)
-        return 2
+        return _error_line(e)
+
+
+def _error_line(e: Exception) -> int:
+    """Bad input or a file system that says no: one line on stderr, exit status 2."""
+    if isinstance(e, ParamError):  # a library parameter, shown as the flag or config key that sets it
+        e = UserError(e.for_flag(PARAM_SOURCES.get(e.param, "--" + e.param.replace("_", "-"))))
+    elif isinstance(e, OSError) and not isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+        from .io import storage_error
+
+        err = storage_error(e)
+        if err is None:  # an OSError that is not the user's to fix: a bug, with its traceback
+            raise e
+        e = err
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, OSError) and getattr(e, "filename", None) and str(e.filename) not in msg:
+        msg = f"{msg}: {e.filename}"
+    print(f"cnnzoo: error: {msg}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ the previous checkpoint or the new one, never a torn file.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -37,9 +38,14 @@ __all__ = [
     "load_state",
     "weights_path",
     "is_weights_spec",
+    "storage_error",
+    "RunLock",
+    "DamagedFile",
 ]
 
 FORMAT = "cnnzoo/1"
+# How cnnzoo names its checkpoints; pruning and LATEST accept nothing else.
+CHECKPOINT_TAG = re.compile(r"epoch-\d{4,}|step-\d{8,}")
 # Fault testing: seconds to pause inside every checkpoint write, so a test can kill the process there.
 _WRITE_DELAY = float(os.environ.get("CNNZOO_CHECKPOINT_DELAY", "0") or 0)
 
@@ -214,8 +220,6 @@ class RunDir:
     best = _File("best.safetensors")  # the weights of the best validation epoch (train.keep_best)
     # Inside checkpoints/: the pointer, and each checkpoint's two files.
     LATEST, WEIGHTS, STATE = "LATEST", "model.safetensors", "state.pt"
-    # What a training run writes at the top level (what --overwrite replaces).
-    OUTPUTS = ("metrics", "results", "weights", "curves", "checkpoints", "tensorboard", "best")
 
     def __init__(self, root: PathLike) -> None:
         self.root = Path(root)
@@ -243,7 +247,46 @@ class RunDir:
         return self.root.exists()
 
     def is_empty(self) -> bool:
-        return not self.root.exists() or not any(self.root.iterdir())
+        """No file of a run in it (the lock file alone does not count)."""
+        return not self.root.exists() or not any(p.name != self.LOCK for p in self.root.iterdir())
+
+    # ------------------------------------------------------------------ one owner at a time
+
+    LOCK = ".cnnzoo.lock"
+
+    def lock(self) -> "RunLock":
+        """An exclusive lock on the run directory for this process (a context manager); see :class:`RunLock`."""
+        return RunLock(self.root / self.LOCK)
+
+    # ------------------------------------------------------------------ --overwrite without losing the old run
+
+    def set_aside(self) -> Optional[Path]:
+        """Move every file of the old run into ``.replaced-<pid>/`` inside the directory (None if there were none).
+
+        The new run writes beside it; :meth:`drop_aside` deletes the old one once the new run has a checkpoint,
+        :meth:`restore_aside` puts it back if the new run fails before that.
+        """
+        entries = [p for p in self.root.iterdir() if p.name != self.LOCK and not p.name.startswith(".replaced-")] \
+            if self.root.is_dir() else []
+        if not entries:
+            return None
+        aside = self.root / f".replaced-{os.getpid()}"
+        aside.mkdir()
+        for p in entries:
+            os.replace(p, aside / p.name)
+        return aside
+
+    def restore_aside(self, aside: Path) -> None:
+        for p in self.root.iterdir():
+            if p.name != self.LOCK and p != aside:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        for p in aside.iterdir():
+            os.replace(p, self.root / p.name)
+        aside.rmdir()
+
+    @staticmethod
+    def drop_aside(aside: Path) -> None:
+        shutil.rmtree(aside, ignore_errors=True)
 
     def is_run(self) -> bool:
         """Whether this looks like a cnnzoo run directory (a config, weights or a checkpoint)."""
@@ -265,22 +308,35 @@ class RunDir:
         except (json.JSONDecodeError, OSError) as e:
             raise UserError(f"{path} is not valid JSON ({e})") from None
 
-    def clear_outputs(self) -> None:
-        """Remove what a training run writes (for ``--overwrite``), leaving other files alone."""
-        for name in self.OUTPUTS:
-            path = getattr(self, name)
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-
     # ------------------------------------------------------------------ checkpoints
+
+    def _checkpoint_root(self) -> Path:
+        """``checkpoints/``, refusing one that is a symlink (pruning must never reach outside the run)."""
+        root = self.checkpoints
+        if root.is_symlink():
+            raise UserError(f"{root} is a symbolic link; cnnzoo writes and prunes checkpoints only inside the run "
+                            "directory: make it a plain directory")
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    def own_checkpoints(self) -> List[Path]:
+        """The checkpoint directories cnnzoo wrote (``epoch-NNNN``, ``step-NNNNNNNN``), oldest first."""
+        root = self.checkpoints
+        if not root.is_dir() or root.is_symlink():
+            return []
+        return sorted((d for d in root.iterdir() if CHECKPOINT_TAG.fullmatch(d.name) and d.is_dir()
+                       and not d.is_symlink()), key=lambda d: d.stat().st_mtime)
 
     def save_checkpoint(self, tag: str, model: nn.Module, state: Dict[str, Any], meta: Dict[str, Any],
                         keep: int = 2) -> Path:
-        """Write ``checkpoints/<tag>/{model.safetensors,state.pt}`` then point ``checkpoints/LATEST`` at it."""
-        root = self.checkpoints
-        root.mkdir(parents=True, exist_ok=True)
+        """Write ``checkpoints/<tag>/{model.safetensors,state.pt}`` then point ``checkpoints/LATEST`` at it.
+
+        Pruning keeps the newest ``keep`` and removes only directories named as cnnzoo names its checkpoints
+        (a user's ``checkpoints/my-best-copy`` stays), never through a symbolic link.
+        """
+        if not CHECKPOINT_TAG.fullmatch(tag):
+            raise ValueError(f"checkpoint tag {tag!r} is not epoch-NNNN or step-NNNNNNNN")
+        root = self._checkpoint_root()
         for stale in root.glob(".*.tmp-*"):  # left by a process killed while writing
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
@@ -288,19 +344,21 @@ class RunDir:
                 stale.unlink(missing_ok=True)
         tmp = root / f".{tag}.tmp-{os.getpid()}"
         tmp.mkdir()
-        save_weights(tmp / self.WEIGHTS, model, meta)
-        if _WRITE_DELAY:
-            time.sleep(_WRITE_DELAY)
-        save_state(tmp / self.STATE, state)
+        try:
+            save_weights(tmp / self.WEIGHTS, model, meta)
+            if _WRITE_DELAY:
+                time.sleep(_WRITE_DELAY)
+            save_state(tmp / self.STATE, state)
+        except BaseException:  # a full disk, a signal: no half-written checkpoint stays behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         final = root / tag
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
         write_text(root / self.LATEST, tag + "\n")
         # Older checkpoints go only once the new one is in place.
-        dirs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
-                      key=lambda d: d.stat().st_mtime)
-        for d in dirs[:-keep]:
+        for d in self.own_checkpoints()[:-keep]:
             if d.name != tag:
                 shutil.rmtree(d, ignore_errors=True)
         return final
@@ -310,7 +368,11 @@ class RunDir:
         pointer = self.checkpoints / self.LATEST
         if not pointer.is_file():
             return None
-        d = self.checkpoints / pointer.read_text().strip()
+        tag = pointer.read_text().strip()
+        if not CHECKPOINT_TAG.fullmatch(tag):
+            raise UserError(f"{pointer} names {tag[:60]!r}, which is not a checkpoint of this run (epoch-NNNN or "
+                            "step-NNNNNNNN inside checkpoints/); nothing outside the run directory is read")
+        d = self.checkpoints / tag
         return d if (d / self.WEIGHTS).is_file() and (d / self.STATE).is_file() else None
 
     def checkpoint_epoch(self) -> Optional[int]:
@@ -332,9 +394,8 @@ class RunDir:
         ck = self.latest_checkpoint()
         if ck is None:
             raise UserError(f"{self.root} has no checkpoint to resume from; start a new run without --resume")
-        older = sorted((d for d in self.checkpoints.iterdir() if d.is_dir() and not d.name.startswith(".")
-                        and d != ck and (d / self.WEIGHTS).is_file() and (d / self.STATE).is_file()),
-                       key=lambda d: d.stat().st_mtime, reverse=True)
+        older = [d for d in reversed(self.own_checkpoints())
+                 if d != ck and (d / self.WEIGHTS).is_file() and (d / self.STATE).is_file()]
         damaged = []
         for candidate in [ck, *older]:
             try:
@@ -356,6 +417,60 @@ class RunDir:
         if ck is not None:
             return ck / self.WEIGHTS
         raise UserError(f"{self.root} holds no model.safetensors or checkpoint; is it a cnnzoo run directory?")
+
+
+class RunLock:
+    """An advisory, exclusive lock on a run directory, held while one process trains into it.
+
+    ``fcntl.flock`` on ``RUN/.cnnzoo.lock``: the kernel releases it when the owner exits, however it dies, so a
+    lock left by a killed process is never stale; a live owner is named (pid, host, start) in the refusal. On
+    systems without ``fcntl`` the lock is a no-op.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.fd = Path(path), None
+
+    def __enter__(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"run directory {self.path.parent} is in use by another cnnzoo process ({owner}); "
+                            "wait for it to finish, or choose another --output") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                  .encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None
+
+
+# Errors of the file system that are the user's to fix, not bugs: said in one line by storage_error.
+_STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is used up",
+                   errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}
+
+
+def storage_error(e: OSError, hint: str = "") -> Optional[UserError]:
+    """One line for a full disk, a used-up quota, a read-only file system or a refused permission; else None."""
+    what = _STORAGE_ERRNOS.get(getattr(e, "errno", None))
+    if what is None:
+        return None
+    verb = "on" if e.errno == errno.EACCES else "writing"
+    where = f" {verb} {e.filename}" if getattr(e, "filename", None) else ""
+    return UserError(f"{what}{where}{'; ' + hint if hint else ''}")
 
 
 def is_weights_spec(spec: Any) -> bool:

@@ -110,9 +110,23 @@ def finetune(cfg: Config, *, head_epochs: int = 3, head_lr: float = 1e-2, lr: Op
         raise ParamError("keep_best", keep_best, "chooses by validation accuracy: set data.val_split > 0")
     cfg, root_path = prepare_run_dir(copy.deepcopy(cfg), None, overwrite)
     root = RunDir(root_path)
-    if overwrite and root.exists():
-        shutil.rmtree(root.root)
-    root.root.mkdir(parents=True, exist_ok=True)
+    with root.lock():
+        aside = root.set_aside() if overwrite else None
+        try:
+            results = _two_stages(cfg, root, stages, head_epochs, head_lr, lr, unfreeze, stage_lr_decay, freeze_bn,
+                                  keep_best, patience, log)
+        except BaseException:
+            if aside is not None:  # the old fine-tune comes back whole
+                root.restore_aside(aside)
+            raise
+        if aside is not None:
+            root.drop_aside(aside)
+    return results
+
+
+def _two_stages(cfg: Config, root: RunDir, stages: List[str], head_epochs: int, head_lr: float,
+                lr: Optional[float], unfreeze: str, stage_lr_decay: Optional[float], freeze_bn: bool,
+                keep_best: bool, patience: Optional[int], log: Callable[[str], None]) -> Dict[str, Any]:
     if freeze_bn:
         cfg.model.freeze_bn = True
     cfg.train.keep_best = keep_best

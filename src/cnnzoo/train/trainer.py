@@ -11,6 +11,7 @@ the bookkeeping in named helpers; and ``fit``, the entry point.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,7 +31,7 @@ from ..builder import InputPlan, create_model, plan_input
 from ..data import Dataset, Loader, load_dataset, make_loader, split_validation, take_per_class
 from ..data.base import Split
 from ..errors import UserError
-from ..io import RunDir, is_weights_spec, load_weights, save_weights, write_text
+from ..io import RunDir, is_weights_spec, load_weights, save_weights, storage_error, write_text
 from ..runtime import autocast, precision_name, resolve_device, resolve_precision
 from . import distributed as dist
 from .config import Config, config_from_dict, config_to_dict, resume_conflicts, validate
@@ -352,11 +353,26 @@ class Trainer:
             st["ema"] = self.ema.state_dict()
         return st
 
+    on_first_checkpoint: Optional[Callable[[], None]] = None  # --overwrite: the old run may go now
+
     def save(self, tag: str) -> Optional[Path]:
         if not self.is_rank0:
             return None
         meta = dict(self.meta(), epoch=self.epoch, step=self.step)
-        return self.run.save_checkpoint(tag, self.model, self._state(), meta)
+        try:
+            path = self.run.save_checkpoint(tag, self.model, self._state(), meta)
+        except OSError as e:
+            last = self.run.latest_checkpoint()
+            err = storage_error(e, f"the last good checkpoint is {last}; free some space, then resume with "
+                                   f"`cnnzoo train --resume {self.run_dir}`" if last else
+                                "no checkpoint was written yet; free some space and start again")
+            if err is None:
+                raise
+            raise err from None
+        if self.on_first_checkpoint is not None:
+            self.on_first_checkpoint()
+            self.on_first_checkpoint = None
+        return path
 
     def _load_checkpoint(self) -> None:
         ck, weights, st, note = self.run.load_checkpoint()
@@ -650,20 +666,55 @@ def prepare_run_dir(cfg: Config, resume: Optional[str], overwrite: bool) -> Tupl
 
 def fit(cfg: Config, resume: Optional[str] = None, overwrite: bool = False,
         log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Train according to ``cfg``; returns the results (also written to ``results.json``)."""
+    """Train according to ``cfg``; returns the results (also written to ``results.json``).
+
+    The run directory is locked for the whole run (rank 0 holds it: a second process refuses). ``overwrite``
+    moves the old run aside only once the config, the model and the data are known to be good, and deletes it
+    once the new run has written its first checkpoint; a run that fails before that puts the old one back.
+    """
     dist.init_from_env()
-    cfg, root = prepare_run_dir(cfg, resume, overwrite)
+    if resume:
+        if not Path(resume).is_dir():
+            raise UserError(f"cannot resume {resume}: no such directory")
+        root = Path(resume)
+    else:
+        cfg.run.output = cfg.run.output or str(_default_run_dir(cfg))
+        root = Path(cfg.run.output)
     run = RunDir(root)
+    created = not root.exists()
+    try:
+        with run.lock() if dist.rank() == 0 else contextlib.nullcontext():
+            return _fit_locked(cfg, run, resume, overwrite, log)
+    finally:
+        if created and root.is_dir() and run.is_empty():  # nothing was written: leave no empty directory behind
+            (root / RunDir.LOCK).unlink(missing_ok=True)
+            try:
+                root.rmdir()
+            except OSError:
+                pass
+
+
+def _fit_locked(cfg: Config, run: RunDir, resume: Optional[str], overwrite: bool,
+                log: Callable[[str], None]) -> Dict[str, Any]:
+    cfg, _ = prepare_run_dir(cfg, resume, overwrite)
     dist.barrier()  # every rank has checked the run directory before rank 0 writes into it
     trainer = Trainer(cfg, run, resume=bool(resume), log=log)
     trainer.setup()
+    aside = None
     if trainer.is_rank0:
         if overwrite and not resume:
-            run.clear_outputs()
+            aside = run.set_aside()
+            if aside is not None:
+                trainer.on_first_checkpoint = lambda: run.drop_aside(aside)
         run.root.mkdir(parents=True, exist_ok=True)
         write_text(run.config, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         trainer.log(trainer.header())
     try:
         return trainer.fit()
+    except BaseException:
+        if aside is not None and aside.exists():  # no checkpoint of the new run yet: the old run comes back
+            run.restore_aside(aside)
+            trainer.log(f"the new run failed before its first checkpoint: {run} is as it was")
+        raise
     finally:
         dist.barrier()
