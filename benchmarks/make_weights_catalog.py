@@ -31,7 +31,7 @@ from torchvision.models import get_model_weights
 
 import cnnzoo
 from cnnzoo.hub import CATALOG_FILE, WeightsEntry
-from cnnzoo.io import write_text
+from cnnzoo.io import write_or_check
 
 TV_LICENCE = "BSD-3-Clause"
 TV_LICENCE_NOTE = ("torchvision (the code that distributes these weights) is BSD-3-Clause; its README ('Pre-trained "
@@ -232,16 +232,11 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if the stored catalogue is not what this writes")
     args = ap.parse_args()
     data = build()
-    text = json.dumps(data, indent=1) + "\n"
     n_tv = sum(e["source"] == "torchvision" for e in data["weights"])
-    n_timm = len(data["weights"]) - n_tv
-    if args.check:
-        current = CATALOG_FILE.is_file() and CATALOG_FILE.read_text() == text
-        print("catalogue is current" if current else f"{CATALOG_FILE} differs: run {data['generated_by']}")
-        return 0 if current else 1
-    write_text(CATALOG_FILE, text)
-    print(f"wrote {CATALOG_FILE}: {n_tv} torchvision + {n_timm} timm weights sets, {len(data['skipped'])} skipped")
-    return 0
+    ok, message = write_or_check(CATALOG_FILE, json.dumps(data, indent=1) + "\n", args.check, data["generated_by"])
+    print(message if args.check else
+          f"{message}: {n_tv} torchvision + {len(data['weights']) - n_tv} timm weights sets, {len(data['skipped'])} skipped")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -86,17 +86,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cnnzoo.catalog", description="Write models/catalog.json anew.")
     p.add_argument("--check", action="store_true", help="exit 1 if the stored catalogue is not current")
     args = p.parse_args(argv)
-    fresh = build_catalog()
-    text = json.dumps(fresh, indent=1, sort_keys=True) + "\n"
-    if args.check:
-        current = CATALOG_FILE.is_file() and CATALOG_FILE.read_text() == text
-        print("catalogue is current" if current else f"{CATALOG_FILE} is stale: run python -m cnnzoo.catalog")
-        return 0 if current else 1
-    from .io import write_text
+    from .io import write_or_check
 
-    write_text(CATALOG_FILE, text)
-    print(f"wrote {CATALOG_FILE} ({len(fresh['models'])} models)")
-    return 0
+    fresh = build_catalog()
+    ok, message = write_or_check(CATALOG_FILE, json.dumps(fresh, indent=1, sort_keys=True) + "\n", args.check,
+                                 "python -m cnnzoo.catalog")
+    print(message if args.check else f"{message} ({len(fresh['models'])} models)")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,6 +79,19 @@ def write_text(path: PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def write_or_check(path: PathLike, text: str, check: bool, regenerate: str) -> Tuple[bool, str]:
+    """A generated file (a catalogue): write it, or with ``check`` only say whether it is current.
+
+    Returns ``(ok, message)``; ``regenerate`` is the command that writes the file anew.
+    """
+    path = Path(path)
+    if check:
+        current = path.is_file() and path.read_text() == text
+        return current, (f"{path} is current" if current else f"{path} is stale: run {regenerate}")
+    write_text(path, text)
+    return True, f"wrote {path}"
+
+
 # ----------------------------------------------------------------------------------------- weights and state
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,28 +39,16 @@ def rows(pattern: str = "*"):
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
+    from ._table import Column, print_table
 
     table = rows(args.pattern)
     if not table:
         raise UserError(f"no model matches {args.pattern!r}; run `cnnzoo list` to see them all")
-    if args.format == "json":
-        print(json.dumps(table, indent=2))
-        return 0
-    if args.format == "markdown":
-        print("| name | family | year | params | input | min | small images | paper |")
-        print("|---|---|---|---:|---|---:|---|---|")
-        for r in table:
-            print(f"| `{r['name']}` | {r['family']} | {r['year']} | {r['params']:,} | {r['input']} | {r['min']} "
-                  f"| {r['small']} | [{r['paper']}]({r['url']}) |")
-        return 0
-    cols = [("name", "name"), ("family", "family"), ("year", "year"), ("params", "params"), ("input", "input"),
-            ("min", "min"), ("small images", "small")]
-    cells = [[f"{r[k]:,}" if k == "params" else str(r[k]) for _, k in cols] for r in table]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (h, _) in enumerate(cols)]
-    right = {3, 5}
-    fmt = lambda vals: "  ".join(v.rjust(wd) if i in right else v.ljust(wd) for i, (v, wd) in enumerate(zip(vals, widths)))
-    print(fmt([h for h, _ in cols]).rstrip())
-    for c in cells:
-        print(fmt(c).rstrip())
-    print(f"{len(table)} models")
+    text = [Column("name", lambda r: r["name"]), Column("family", lambda r: r["family"]),
+            Column("year", lambda r: str(r["year"])), Column("params", lambda r: f"{r['params']:,}", True),
+            Column("input", lambda r: r["input"]), Column("min", lambda r: str(r["min"]), True),
+            Column("small images", lambda r: r["small"])]
+    markdown = [Column("name", lambda r: f"`{r['name']}`"), *text[1:3], text[3], text[4], text[5],
+                text[6], Column("paper", lambda r: f"[{r['paper']}]({r['url']})")]
+    print_table(table, text, markdown, args.format, footer=f"{len(table)} models")
     return 0

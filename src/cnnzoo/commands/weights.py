@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any, Dict, List
 
 
@@ -48,34 +47,21 @@ def _tag_cell(r: Dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
+    from ._table import Column, print_table
 
     table = rows(args.pattern)
     if not table:
         raise UserError(f"no catalogued weights for a model matching {args.pattern!r}; run `cnnzoo weights` to see "
                         "them all")
-    if args.format == "json":
-        print(json.dumps(table, indent=2))
-        return 0
-    if args.format == "markdown":
-        print("| model | tag | source | top-1 | top-5 | params | size MB | input / crop | licence |")
-        print("|---|---|---|---:|---:|---:|---:|---|---|")
-        for r in table:
-            print(f"| `{r['model']}` | {_tag_cell(r)} | {r['source']} | {_pct(r['top1'])} | {_pct(r['top5'])} "
-                  f"| {r['params']:,} | {_mb(r['size_mb'])} | {r['input']} / {r['crop']} | {r['licence']} |")
-        return 0
-    cols = ["model", "tag", "source", "top-1", "top-5", "params", "size MB", "input", "crop", "licence"]
-    cells = [[r["model"], _tag_cell(r), r["source"], _pct(r["top1"]), _pct(r["top5"]), f"{r['params']:,}",
-              _mb(r["size_mb"]), r["input"], str(r["crop"]), r["licence"]] for r in table]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(cols)]
-    right = {3, 4, 5, 6, 8}
-
-    def fmt(vals: List[str]) -> str:
-        return "  ".join(v.rjust(wd) if i in right else v.ljust(wd) for i, (v, wd) in enumerate(zip(vals, widths)))
-
-    print(fmt(cols).rstrip())
-    for c in cells:
-        print(fmt(c).rstrip())
+    text = [Column("model", lambda r: r["model"]), Column("tag", _tag_cell), Column("source", lambda r: r["source"]),
+            Column("top-1", lambda r: _pct(r["top1"]), True), Column("top-5", lambda r: _pct(r["top5"]), True),
+            Column("params", lambda r: f"{r['params']:,}", True), Column("size MB", lambda r: _mb(r["size_mb"]), True),
+            Column("input", lambda r: r["input"]), Column("crop", lambda r: str(r["crop"]), True),
+            Column("licence", lambda r: r["licence"])]
+    markdown = [Column("model", lambda r: f"`{r['model']}`"), *text[1:7],
+                Column("input / crop", lambda r: f"{r['input']} / {r['crop']}"), text[9]]
     models = len({r["model"] for r in table})
-    print(f"{len(table)} weights sets for {models} models; 'imagenet' is each model's default "
-          "(create_model(name, pretrained=True))")
+    print_table(table, text, markdown, args.format,
+                footer=f"{len(table)} weights sets for {models} models; 'imagenet' is each model's default "
+                "(create_model(name, pretrained=True))")
     return 0
