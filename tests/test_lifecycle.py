@@ -237,3 +237,33 @@ def test_disk_full_while_checkpointing_is_one_line_and_resumable(tmp_path, capsy
     monkeypatch.setattr(cio, "save_state", real)
     assert main(["train", "--resume", str(out), "--epochs", "2", *QUIET]) == 0
     assert json.loads((out / "results.json").read_text())["epochs"] == 2, err
+
+
+def _png(path: Path, value: int = 0) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (8, 8), value).save(path)
+
+
+def test_a_symlink_loop_in_an_image_folder_ends_the_scan(tmp_path):
+    from cnnzoo.data import load_dataset
+
+    for c in ("a", "b"):
+        _png(tmp_path / "train" / c / "x.png", 10 if c == "a" else 200)
+    (tmp_path / "train" / "a" / "loop").symlink_to(tmp_path / "train" / "a")  # a -> a -> a ...
+    ds = load_dataset("folder", str(tmp_path))  # finishes (it used to walk the loop for ever)
+    assert len(ds.train) == 2
+
+
+def test_a_folder_with_one_class_is_refused(tmp_path, capsys):
+    _png(tmp_path / "train" / "cats" / "x.png")
+    assert main(["train", "--data", "folder", "--data-dir", str(tmp_path), *QUIET]) == 2
+    one_error_line(capsys, "has one class (cats): a classifier needs at least two")
+
+
+def test_a_recipe_that_is_not_utf8_names_the_file(tmp_path, capsys):
+    recipe = tmp_path / "latin1.yaml"
+    recipe.write_bytes("model:\n  name: lenet5  # caf\xe9\n".encode("latin-1"))
+    assert main(["train", "-c", str(recipe), *QUIET]) == 2
+    one_error_line(capsys, "latin1.yaml is not UTF-8 text", "save the recipe as UTF-8")

@@ -30,8 +30,15 @@ PROBE = 10  # images opened to guess the nominal size and whether the set is gre
 
 
 def _image_files(d: Path) -> List[str]:
+    """The image files under ``d``, through symbolic links, each directory once (a link loop ends the descent)."""
     out = []
+    seen = set()
     for root, dirs, files in os.walk(d, followlinks=True):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in seen:  # reached again through a link: a loop, or a second way to one place
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(x for x in dirs if not x.startswith("."))
         for f in sorted(files):
             if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
@@ -156,6 +163,9 @@ def load_folder(data_dir: Optional[str]) -> Dataset:
         raise UserError(f"{train_dir} is not a directory; the folder dataset expects {root}/train/<class>/<images> "
                         f"(and optionally {root}/val/<class>/<images>)")
     train, classes = _scan(train_dir)
+    if len(classes) < 2:
+        raise UserError(f"{train_dir} has one class ({classes[0]}): a classifier needs at least two; put each "
+                        f"class's images in a directory of its own under {train_dir}/")
     test = None
     if (root / "val").is_dir():
         test = FolderData(_scan(root / "val", classes)[0])

@@ -317,7 +317,9 @@ def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
     if not p.is_file():
         raise UserError(f"config file {str(p)!r} not found; pass a YAML recipe such as configs/lenet5_fashion-mnist.yaml")
     try:
-        d = yaml.safe_load(p.read_text())
+        d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{p} is not UTF-8 text (byte {e.start}: {e.reason}); save the recipe as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
