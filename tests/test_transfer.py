@@ -162,10 +162,16 @@ def test_num_classes_zero_gives_pooled_features():
         assert m.forward_features(torch.randn(2, 3, 64, 64)).shape == (2, 512, 2, 2)
 
 
-def test_finetune_cli_two_stages(tmp_path, capsys):
+def _source_run(tmp_path, model: str, epochs: int, *extra: str):
+    """A short run on digits to start a fine-tune or another run from."""
     src = tmp_path / "src"
-    assert main(["train", "--model", "lenet5", "--data", "digits", "--epochs", "2", "--output", str(src),
-                 "--no-progress", "--set", "run.tensorboard=false"]) == 0
+    assert main(["train", "--model", model, "--data", "digits", "--epochs", str(epochs), "--output", str(src),
+                 "--no-progress", *extra]) == 0
+    return src
+
+
+def test_finetune_cli_two_stages(tmp_path, capsys):
+    src = _source_run(tmp_path, "lenet5", 2, "--set", "run.tensorboard=false")
     out = tmp_path / "ft"
     assert main(["finetune", "--pretrained", str(src), "--model", "lenet5", "--data", "digits", "--epochs", "2",
                  "--head-epochs", "1", "--lr", "0.01", "--output", str(out), "--no-progress",
@@ -217,9 +223,7 @@ def test_auxiliary_heads_load_both_ways():
 
 
 def test_pretrained_run_without_model_builds_the_runs_model(tmp_path, capsys):
-    src = tmp_path / "src"
-    assert main(["train", "--model", "bn_convnet", "--data", "digits", "--epochs", "1", "--output", str(src),
-                 "--no-progress", "--precision", "fp32"]) == 0
+    src = _source_run(tmp_path, "bn_convnet", 1, "--precision", "fp32")
     out = tmp_path / "next"
     assert main(["train", "--pretrained", str(src), "--data", "digits", "--epochs", "1", "--output", str(out),
                  "--no-progress", "--precision", "fp32"]) == 0
@@ -227,9 +231,7 @@ def test_pretrained_run_without_model_builds_the_runs_model(tmp_path, capsys):
 
 
 def test_finetune_defaults_lower_stage2_rate_keep_best_and_one_curve(tmp_path, capsys):
-    src = tmp_path / "src"
-    assert main(["train", "--model", "lenet5", "--data", "digits", "--epochs", "1", "--output", str(src),
-                 "--no-progress", "--precision", "fp32"]) == 0
+    src = _source_run(tmp_path, "lenet5", 1, "--precision", "fp32")
     out = tmp_path / "ft"
     assert main(["finetune", "--pretrained", str(src), "--data", "digits", "--epochs", "2", "--head-epochs", "1",
                  "--head-lr", "0.02", "--output", str(out), "--no-progress", "--precision", "fp32"]) == 0

@@ -19,11 +19,10 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .io import is_weights_spec, load_weights, read_weights_meta, weights_path
+from .io import is_weights_spec, load_weights, read_weights_meta, stored_meta, weights_path
 from .registry import Paper, SmallInput, closest_models, get_entry, is_model
 
 __all__ = ["ModelInfo", "InputPlan", "create_model", "model_info", "count_params", "plan_input", "load_model",
-           "stored_model_args",
            "read_meta", "build_on_meta"]
 
 
@@ -169,8 +168,10 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
     kwargs = dict(kwargs or {})
     notes = []
     si = info.small_input
+    chans = info.input_size[0]
+    m = None  # the model as planned, on the meta device: built once kwargs are settled
     if pretrained:
-        meta = _stored_meta(pretrained)
+        meta = stored_meta(pretrained)
         if meta is not None:
             stored = _architecture_args(meta)
             kwargs = {**{k: v for k, v in stored.items() if k not in ("num_classes", "in_chans")}, **kwargs}
@@ -180,10 +181,11 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
                 notes.append(f"{name} weights trained at {image_size}px: resizing {data_size}px images to it")
         elif (image_size is None and si.has_option and not si.chosen_in(kwargs)
               and si.is_small(data_size, info.input_size[-1])):
-            image_size = max(min(info.input_size[-1], 4 * data_size), _min_size(name, kwargs, info))
+            kwargs.update({k: not v if isinstance(v, bool) else v for k, v in si.kwargs.items()})
+            m = _build_on_meta_device(name, num_classes=10, in_chans=chans, **kwargs)
+            image_size = max(min(info.input_size[-1], 4 * data_size), int(m.min_input_size))
             notes.append(f"pretrained weights of {name}'s own configuration: keeping it (no {si.args_text()}) and "
                          f"resizing {data_size}px images to {image_size}px (data.image_size sets another size)")
-            kwargs.update({k: not v if isinstance(v, bool) else v for k, v in si.kwargs.items()})
     if image_size is None and si.is_small(data_size, info.input_size[-1]):
         if si.has_option and not si.chosen_in(kwargs):
             kwargs.update(si.kwargs)
@@ -192,8 +194,8 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
             image_size = si.size
             notes.append(f"{name} needs a large input: resizing {data_size}px images to {si.size}px")
     size = image_size or data_size
-    chans = info.input_size[0]
-    m = _build_on_meta_device(name, num_classes=10, in_chans=chans, **kwargs)
+    if m is None:
+        m = _build_on_meta_device(name, num_classes=10, in_chans=chans, **kwargs)
     min_size = int(m.min_input_size)
     if image_size is not None:
         m.check_input(torch.empty(1, chans, size, size, device="meta"))
@@ -204,27 +206,6 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
         notes.append(f"{size}px is below {name}'s minimum of {min_size}px: resizing to {new}px")
         size = new
     return InputPlan(kwargs, int(size), "; ".join(notes))
-
-
-def _min_size(name: str, kwargs: Dict[str, Any], info: ModelInfo) -> int:
-    return int(_build_on_meta_device(name, num_classes=10, in_chans=info.input_size[0], **kwargs).min_input_size)
-
-
-def _stored_meta(pretrained: Union[None, bool, str]) -> Optional[Dict[str, Any]]:
-    """The metadata of cnnzoo weights (a run directory or our ``.safetensors``); None for anything else."""
-    if not isinstance(pretrained, (str, Path)) or not is_weights_spec(pretrained) or not Path(pretrained).exists():
-        return None
-    try:
-        meta = read_weights_meta(weights_path(pretrained))
-    except UserError:
-        return None
-    return meta if meta.get("model") else None
-
-
-def stored_model_args(pretrained: Union[None, bool, str]) -> Optional[Dict[str, Any]]:
-    """The ``create_model`` arguments recorded with cnnzoo weights (a run directory or our ``.safetensors``)."""
-    meta = _stored_meta(pretrained)
-    return _architecture_args(meta) if meta is not None else None
 
 
 # ----------------------------------------------------------------------------------------- models from files

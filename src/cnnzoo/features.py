@@ -147,10 +147,10 @@ class FeatureExtractor(nn.Module):
         self.feature_info = FeatureInfo(points[i] for i in self.out_indices)
         self.model_name = getattr(model, "model_name", "")
         self.in_chans = model.in_chans
-        self._hooked = {p["module"]: k for k, p in enumerate(self.feature_info) if p["module"]}
         self._captured: Dict[int, torch.Tensor] = {}
-        for module_name, k in self._hooked.items():
-            model.get_submodule(module_name).register_forward_pre_hook(self._capture(k))
+        for k, p in enumerate(self.feature_info):
+            if p["module"]:
+                model.get_submodule(p["module"]).register_forward_pre_hook(self._capture(k))
 
     def _capture(self, k: int):
         def hook(module: nn.Module, args) -> None:

@@ -401,13 +401,10 @@ def weights_preprocessing(model_name: str, pretrained: Union[None, bool, str],
         e = get_weights(model_name, tag, catalog)
         return tuple(e.mean), tuple(e.std), f"the {e.origin or tag} weights"
     path = Path(str(pretrained)).expanduser()
-    from .io import is_weights_spec, read_weights_meta, weights_path
+    from .io import is_weights_spec, stored_meta
 
     if is_weights_spec(path):
-        try:
-            meta = read_weights_meta(weights_path(path))
-        except UserError:
-            return None
+        meta = stored_meta(path) or {}
         if meta.get("mean") and meta.get("std"):
             return tuple(meta["mean"]), tuple(meta["std"]), f"the run {path}"
         return None

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from .builder import model_info
 from .data import convert_channels
+from .hub import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["prepare", "preprocess", "centre_crop", "top_k", "run_meta"]
 
@@ -73,7 +74,7 @@ def run_meta(meta: Dict[str, Any], model) -> Dict[str, Any]:
     info = model_info(model.model_name) if getattr(model, "model_name", "") else None
     size = meta.get("image_size") or (list(info.input_size[1:]) if info else [224, 224])
     c = int(meta.get("in_chans") or model.in_chans)
-    mean = meta.get("mean") or ([0.485, 0.456, 0.406] if c == 3 else [0.5] * c)
-    std = meta.get("std") or ([0.229, 0.224, 0.225] if c == 3 else [0.5] * c)
+    mean = meta.get("mean") or (list(IMAGENET_MEAN) if c == 3 else [0.5] * c)
+    std = meta.get("std") or (list(IMAGENET_STD) if c == 3 else [0.5] * c)
     classes = meta.get("classes") or [str(i) for i in range(model.num_classes)]
     return {"image_size": size, "in_chans": c, "mean": mean, "std": std, "classes": classes}

@@ -39,6 +39,7 @@ __all__ = [
     "weights_path",
     "is_weights_spec",
     "storage_error",
+    "stored_meta",
     "RunLock",
     "DamagedFile",
 ]
@@ -301,10 +302,6 @@ class RunDir:
     def drop_aside(aside: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
-    def is_run(self) -> bool:
-        """Whether this looks like a cnnzoo run directory (a config, weights or a checkpoint)."""
-        return self.config.is_file() or self.weights.is_file() or self.latest_checkpoint() is not None
-
     def write_text(self, path: Path, text: str) -> Path:
         return write_text(path, text)
 
@@ -492,6 +489,18 @@ def is_weights_spec(spec: Any) -> bool:
         return False
     p = Path(spec)
     return p.is_dir() or p.suffix == ".safetensors"
+
+
+def stored_meta(spec: Any) -> Optional[Dict[str, Any]]:
+    """The metadata of cnnzoo weights (an existing run directory or our ``.safetensors``); None for anything else
+    (a catalogue tag, a torchvision ``.pth``, a file that cannot be read)."""
+    if not isinstance(spec, (str, Path)) or not is_weights_spec(spec) or not Path(spec).exists():
+        return None
+    try:
+        meta = read_weights_meta(weights_path(spec))
+    except UserError:
+        return None
+    return meta if meta.get("model") else None
 
 
 def weights_path(spec: PathLike) -> Path:

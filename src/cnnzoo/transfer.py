@@ -23,6 +23,7 @@ from .pretrained import LoadReport, adapt_input_conv, load_pretrained, read_stat
 from .train.config import Config
 from .train.freeze import format_table, freeze, freeze_bn, stage_lr_scale, trainable_table
 from .train.trainer import fit, prepare_run_dir
+from .viz.curves import plot_run_curves
 
 __all__ = ["finetune", "LoadReport", "read_state_dict", "load_pretrained", "adapt_input_conv", "freeze",
            "freeze_bn", "trainable_table", "format_table", "stage_lr_scale"]
@@ -60,12 +61,7 @@ def _join_metrics(runs: List[RunDir], root: RunDir) -> None:
     w.writeheader()
     w.writerows(rows)
     root.write_text(root.metrics, buf.getvalue())
-    try:
-        from .viz.curves import plot_curves
-
-        plot_curves(root.metrics, root.curves)
-    except ImportError:  # matplotlib missing: the CSV still has every number
-        pass
+    plot_run_curves(root.metrics, root.curves)
 
 
 def finetune(cfg: Config, *, head_epochs: int = 3, head_lr: float = 1e-2, lr: Optional[float] = None,

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import load_dataset, make_loader
     from ..errors import UserError
+    from ..io import RunDir
     from ..inference import run_meta
     from ..builder import load_model
     from ..train.evaluate import metrics_from_probs
@@ -117,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     report.update(top1=final["top1"], top5=final["top5"], loss=final["loss"], n=final["n"], split=args.split,
                   tta=args.tta, per_class=dict(zip(classes, final["per_class"])))
     first = Path(args.runs[0])
-    out = Path(args.output) if args.output else (first / "eval" if first.is_dir() else first.with_name(first.stem + "-eval"))
+    out = Path(args.output) if args.output else (RunDir(first).eval_dir if first.is_dir()
+                                                  else first.with_name(first.stem + "-eval"))
     write_confusion(final["confusion"], classes, out)
     report["confusion_png"] = str(out / "confusion.png")
     report["confusion_csv"] = str(out / "confusion.csv")

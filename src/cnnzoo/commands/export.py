@@ -47,8 +47,10 @@ def default_output(spec: str, registry: bool, fmt: str) -> Path:
     suffix = "." + fmt
     if registry:
         return Path.cwd() / f"{spec}{suffix}"
+    from ..io import RunDir
+
     p = Path(spec)
-    return p / f"model{suffix}" if p.is_dir() else p.with_suffix(suffix)
+    return RunDir(p).export(suffix) if p.is_dir() else p.with_suffix(suffix)
 
 
 def run(args: argparse.Namespace) -> int:

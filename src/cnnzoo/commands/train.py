@@ -100,10 +100,11 @@ def build_config(args: argparse.Namespace):
     model_chosen = "model.name" in ov or (config and "name" in ((_yaml(config).get("model")) or {}))
     if cfg.model.pretrained and not model_chosen and not args.resume:
         # --pretrained RUN_DIR (or our .safetensors) without --model: the model those weights are of.
-        from ..builder import read_meta, stored_model_args
+        from ..io import stored_meta
 
-        if stored_model_args(cfg.model.pretrained) is not None:
-            cfg.model.name = read_meta(cfg.model.pretrained)["model"]
+        meta = stored_meta(cfg.model.pretrained)
+        if meta is not None:
+            cfg.model.name = meta["model"]
     return cfg
 
 

@@ -13,13 +13,13 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 
 from ..errors import UserError
+# ImageNet's per-channel statistics on a 0..1 scale, the convention for photographs of unknown origin: declared with
+# the pretrained weights that use them.
+from ..hub import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["ImageData", "FolderData", "Dataset", "Split", "split_validation", "take_per_class", "channel_stats",
            "convert_channels", "convert_stats", "IMAGENET_MEAN", "IMAGENET_STD", "LUMA"]
 
-# ImageNet's per-channel statistics on a 0..1 scale, the convention for photographs of unknown origin.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # ITU-R BT.601 luma weights, what PIL's convert("L") uses.
 LUMA = (0.299, 0.587, 0.114)
 

@@ -124,7 +124,7 @@ RESUME_MUTABLE = {"train.epochs", "run.output", "run.progress", "run.tensorboard
 
 # Each list of choices is declared once, in cnnzoo.choices; validation here and argparse read it.
 CHOICES = {
-    "data.name": tuple(DATASETS),
+    "data.name": DATASETS,
     "optim.name": OPTIMIZERS,
     "schedule.name": SCHEDULES,
     "train.precision": PRECISIONS,

@@ -31,6 +31,7 @@ from ..builder import InputPlan, create_model, plan_input
 from ..data import Dataset, Loader, load_dataset, make_loader, split_validation, take_per_class
 from ..data.base import Split
 from ..errors import UserError
+from ..hub import IMAGENET_MEAN, IMAGENET_STD, weights_preprocessing
 from ..io import RunDir, is_weights_spec, load_weights, save_weights, storage_error, write_text
 from ..runtime import autocast, precision_name, resolve_device, resolve_precision
 from . import distributed as dist
@@ -120,8 +121,6 @@ def normalization(cfg: Config, dataset: Dataset) -> Tuple[Tuple[float, ...], Tup
     Fine-tuning keeps the statistics the pretrained weights were trained with, where they are known (a catalogue
     tag, a torchvision file of the catalogue, a cnnzoo run); otherwise, and without weights, the dataset's own.
     """
-    from ..hub import IMAGENET_MEAN, IMAGENET_STD, weights_preprocessing
-
     how = cfg.data.normalize
     if how == "dataset":
         return tuple(dataset.mean), tuple(dataset.std), ""
@@ -143,10 +142,10 @@ def normalization(cfg: Config, dataset: Dataset) -> Tuple[Tuple[float, ...], Tup
 
 def build_loaders(cfg: Config, splits: Splits, image_size: Tuple[int, int], in_chans: int, device: torch.device,
                   rank: int, world: int, log: Callable[[str], None],
-                  stats: Optional[Tuple[Tuple[float, ...], Tuple[float, ...]]] = None) -> Loaders:
-    """Batches on ``device``: the training loader (shuffled, augmented, this rank's share) and evaluation ones."""
-    ds = splits.dataset
-    mean, std = stats if stats is not None else (ds.mean, ds.std)
+                  stats: Tuple[Tuple[float, ...], Tuple[float, ...]]) -> Loaders:
+    """Batches on ``device``: the training loader (shuffled, augmented, this rank's share) and evaluation ones,
+    normalised with ``stats`` (mean, std: :func:`normalization`)."""
+    mean, std = stats
     common = dict(image_size=image_size, mean=mean, std=std, device=device,
                   channels_last=cfg.train.channels_last, in_chans=in_chans, num_workers=cfg.data.num_workers)
     eval_batch = cfg.data.eval_batch_size or 2 * cfg.data.batch_size
@@ -612,13 +611,10 @@ class Trainer:
     def _write_outputs(self, model: nn.Module, results: Dict[str, Any]) -> None:
         save_weights(self.run.weights, model, self.meta())
         self.run.write_json(self.run.results, results)
-        try:
-            # The package's one import up the layers (train -> viz): a run's curves.png is drawn when it ends.
-            from ..viz.curves import plot_curves
+        # The package's one import up the layers (train -> viz): a run's curves.png is drawn when it ends.
+        from ..viz.curves import plot_run_curves
 
-            plot_curves(self.run.metrics, self.run.curves)
-        except ImportError:  # matplotlib missing: the CSV still has every number
-            pass
+        plot_run_curves(self.run.metrics, self.run.curves)
         self.log(f"run saved to {self.run_dir}")
 
 

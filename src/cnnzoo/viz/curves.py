@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, List, Optional, Union
 
 from ..errors import UserError
 from ._mpl import DPI, pyplot, save
 
-__all__ = ["plot_curves", "read_metrics"]
+__all__ = ["plot_curves", "plot_run_curves", "read_metrics"]
 
 
 def _num(v) -> float:
@@ -73,3 +73,12 @@ def plot_curves(metrics_csv: Union[str, Path], out_png: Union[str, Path]) -> str
     best = f"best val accuracy {max(va):.4g}" if va else "no validation split"
     fig.suptitle(f"training curves ({len(ep)} epochs, {best})", fontsize=11)
     return save(fig, out_png)
+
+
+def plot_run_curves(metrics_csv: Union[str, Path], out_png: Union[str, Path]) -> Optional[str]:
+    """A run's ``curves.png`` when it ends: :func:`plot_curves`, or None where matplotlib is not installed (the
+    CSV still has every number)."""
+    try:
+        return plot_curves(metrics_csv, out_png)
+    except ImportError:
+        return None
