@@ -20,10 +20,18 @@ def test_zoo_is_complete():
     resnet32 resnet44 resnet56 resnet110 densenet121 densenet169 densenet201 densenet_bc_100_12 seresnet18 seresnet50
     squeezenet1_0 squeezenet1_1 mobilenet_v1 mobilenet_v2 efficientnet_b0 efficientnet_b1 efficientnet_b2
     efficientnet_b3 efficientnet_b4 efficientnet_b5 efficientnet_b6 efficientnet_b7 mixer_s16_224 mixer_b16_224
-    simple_convnet bn_convnet""".split()
+    simple_convnet bn_convnet
+    resnext50_32x4d resnext101_32x8d resnext101_64x4d resnext29_8x64d resnext29_16x64d wide_resnet50_2
+    wide_resnet101_2 wrn28_10 wrn16_8 wrn40_4 se_resnext50_32x4d preact_resnet18 preact_resnet34 preact_resnet50
+    preact_resnet110 preact_resnet164 darknet53 shufflenet_g1 shufflenet_g2 shufflenet_g3 shufflenet_g4
+    shufflenet_g8 shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v2_x1_5 shufflenet_v2_x2_0 mobilenet_v3_small
+    mobilenet_v3_large inception_v4 inception_resnet_v2 efficientnet_v2_s efficientnet_v2_m efficientnet_v2_l
+    vit_b_16 vit_b_32 vit_tiny_p4_32 resmlp_12_224 resmlp_24_224 resmlp_12_p4_32 gmlp_ti16_224 gmlp_s16_224
+    gmlp_ti4_32""".split()
     missing = [n for n in required if n not in ALL]
     assert not missing, f"not registered: {missing}"
-    assert any(n.startswith("mixer_") and model_info(n).input_size[-1] <= 32 for n in ALL), "no small-patch Mixer"
+    for family in ("mixer_", "vit_", "resmlp_", "gmlp_"):
+        assert any(n.startswith(family) and model_info(n).input_size[-1] <= 32 for n in ALL), f"no small-patch {family}"
 
 
 def test_size(name: str) -> int:
@@ -176,6 +184,34 @@ PUBLISHED = {
     "xception": 22_855_952,
     "mixer_s16_224": 18_528_264,
     "mixer_b16_224": 59_880_472,
+    # second round (issue: model zoo): torchvision's model cards, timm's exact counts
+    "resnext50_32x4d": 25_028_904,
+    "resnext101_32x8d": 88_791_336,
+    "resnext101_64x4d": 83_455_272,
+    "wide_resnet50_2": 68_883_240,
+    "wide_resnet101_2": 126_886_696,
+    "se_resnext50_32x4d": 27_559_896,
+    "preact_resnet18": 11_687_720,
+    "preact_resnet34": 21_795_880,
+    "preact_resnet50": 25_549_352,
+    "darknet53": 41_609_928,
+    "shufflenet_v2_x0_5": 1_366_792,
+    "shufflenet_v2_x1_0": 2_278_604,
+    "shufflenet_v2_x1_5": 3_503_624,
+    "shufflenet_v2_x2_0": 7_393_996,
+    "mobilenet_v3_small": 2_542_856,
+    "mobilenet_v3_large": 5_483_032,
+    "inception_v4": 42_679_816,
+    "inception_resnet_v2": 55_843_464,
+    "efficientnet_v2_s": 21_458_488,
+    "efficientnet_v2_m": 54_139_356,
+    "efficientnet_v2_l": 118_515_272,
+    "vit_b_16": 86_567_656,
+    "vit_b_32": 88_224_232,
+    "resmlp_12_224": 15_350_872,
+    "resmlp_24_224": 30_020_680,
+    "gmlp_ti16_224": 5_867_328,
+    "gmlp_s16_224": 19_422_656,
 }
 WITH_KWARGS = [
     ("googlenet", dict(aux_logits=False), 6_624_904),
@@ -184,7 +220,9 @@ WITH_KWARGS = [
 ]
 # The papers' figures for the CIFAR nets are rounded (millions, 10 classes): compare at their precision.
 CIFAR_PUBLISHED = [("resnet20", "0.27"), ("resnet32", "0.46"), ("resnet44", "0.66"), ("resnet56", "0.85"),
-                   ("resnet110", "1.7"), ("densenet_bc_100_12", "0.8")]
+                   ("resnet110", "1.7"), ("densenet_bc_100_12", "0.8"), ("preact_resnet110", "1.7"),
+                   ("preact_resnet164", "1.7"), ("resnext29_8x64d", "34.4"), ("wrn28_10", "36.5"), ("wrn16_8", "11.0"),
+                   ("wrn40_4", "8.9")]
 
 
 @pytest.mark.parametrize("name,expected", sorted(PUBLISHED.items()))
@@ -249,7 +287,8 @@ TV_KWARGS = {
 
 def test_torchvision_families_covered():
     for n in ["alexnet_owt", "vgg16_bn", "googlenet", "inception_v3", "resnet50", "densenet121", "squeezenet1_1",
-              "mobilenet_v2", "efficientnet_b0"]:
+              "mobilenet_v2", "efficientnet_b0", "resnext50_32x4d", "wide_resnet50_2", "shufflenet_v2_x1_0",
+              "mobilenet_v3_large", "efficientnet_v2_s", "vit_b_16"]:
         assert n in TV_NAMES, n
 
 
@@ -258,6 +297,10 @@ def test_torchvision_equivalence(name):
     torchvision = pytest.importorskip("torchvision")
     info = model_info(name)
     tv = getattr(torchvision.models, info.torchvision)(weights=None, **TV_KWARGS.get(info.torchvision, {})).eval()
+    with torch.no_grad():  # zero-initialised tensors (ViT's head, zero-gamma BNs) would hide a mismatch
+        for p in tv.parameters():
+            if not p.any():
+                p.normal_(0, 0.02)
     ours = cnnzoo.load_torchvision_weights(create_model(name), tv.state_dict()).eval()
     x = _x(name, size=max(test_size(name), 64))
     with torch.no_grad():

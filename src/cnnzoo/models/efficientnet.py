@@ -12,8 +12,10 @@ each variant here is ONLY those coefficients: widths are ``make_divisible(c * w,
 ``ceil(n * d)`` of the B0 table, derived at build time. ``phi=`` builds B0 scaled by the exact powers.
 
 Module names are torchvision's (``features.N.M.block.K``, ``classifier.1``), so its weights load
-unchanged and the outputs match. Like torchvision, B5-B7 use TensorFlow's BatchNorm settings
-(eps 1e-3, momentum 0.01), the ones their ported weights were trained with; B0-B4 PyTorch's defaults.
+unchanged and the outputs match. The body (:class:`MBConvNet`: stem, stages built from a table whose rows make
+their blocks, head conv, classifier, torchvision's init) and the blocks are shared with ``efficientnet_v2.py``.
+Like torchvision, B5-B7 use TensorFlow's BatchNorm settings (eps 1e-3, momentum 0.01), the ones their ported
+weights were trained with; B0-B4 PyTorch's defaults.
 
 Small images (``small_input=True``): the stem convolution gets stride 1 and the first stride-2
 MBConv stage (stage 2 of the table, 16 -> 24 channels) stride 1, so the total stride is 8 instead
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Callable, Dict, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -35,7 +37,8 @@ from ..layers import ConvBnAct, DropPath, SqueezeExcite, make_divisible
 from ._spec import Paper, SmallInput, register_model
 from ._base import SequentialHeadModel, init_weights_default, linear_or_identity
 
-__all__ = ["EfficientNet", "MBConv", "Scaling", "B0_STAGES", "VARIANTS", "scaling_from_phi"]
+__all__ = ["EfficientNet", "MBConv", "MBConvNet", "ResidualBlock", "Scaling", "StageRow", "B0_STAGES", "VARIANTS",
+           "scaling_from_phi", "squeeze_excite"]
 
 EFFICIENTNET = Paper(
     "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
@@ -52,6 +55,25 @@ class Stage(NamedTuple):
     in_chs: int  # input channels
     out_chs: int  # output channels
     repeats: int  # blocks in the stage
+
+    def block(self, in_chs: int, stride: int, drop_path: float, norm_layer: Callable[..., nn.Module],
+              act_layer: Callable[..., nn.Module]) -> nn.Module:
+        """One block of the stage: an MBConv (``in_chs`` and ``stride`` are the first block's or the rest's)."""
+        return MBConv(in_chs, self.out_chs, self.expand, self.kernel, stride, drop_path, norm_layer, act_layer)
+
+
+class StageRow(Protocol):
+    """What :class:`MBConvNet` reads from a row of a stage table (EfficientNet's Table 1, EfficientNetV2's Table 4)."""
+
+    stride: int
+    in_chs: int
+    out_chs: int
+    repeats: int
+
+    def _replace(self, **kwargs: Any) -> "StageRow": ...
+
+    def block(self, in_chs: int, stride: int, drop_path: float, norm_layer: Callable[..., nn.Module],
+              act_layer: Callable[..., nn.Module]) -> nn.Module: ...
 
 
 # Table 1: the EfficientNet-B0 baseline (comments: a stage's output size for a 224x224 input). Stage 1 is the
@@ -111,27 +133,19 @@ def scaling_from_phi(phi: float, dropout: float = 0.2) -> Scaling:
     return Scaling(BETA ** phi, ALPHA ** phi, int(round(224 * GAMMA ** phi)), dropout)
 
 
-class MBConv(nn.Module):
-    """Mobile inverted bottleneck with SE: 1x1 expand -> k x k depthwise -> SE -> 1x1 linear project.
+def squeeze_excite(channels: int, in_chs: int, se_ratio: float, act_layer: Callable[..., nn.Module]) -> List[nn.Module]:
+    """A block's SE on ``channels`` maps, its bottleneck ``se_ratio`` x the block's input channels; none for 0."""
+    if not se_ratio:
+        return []
+    return [SqueezeExcite(channels, squeeze_channels=max(1, int(in_chs * se_ratio)), act_layer=act_layer)]
 
-    The expansion is skipped when the ratio is 1 (MBConv1); the identity shortcut (with stochastic
-    depth on the branch) is used when the block keeps the shape.
-    """
 
-    def __init__(
-        self, in_chs: int, out_chs: int, expand: int, kernel: int, stride: int, drop_path: float,
-        norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d, act_layer: Callable[..., nn.Module] = nn.SiLU,
-    ) -> None:
+class ResidualBlock(nn.Module):
+    """A ``block`` Sequential with the identity shortcut (stochastic depth on the branch) when it keeps the shape."""
+
+    def __init__(self, layers: Sequence[nn.Module], in_chs: int, out_chs: int, stride: int, drop_path: float) -> None:
         super().__init__()
         self.use_res_connect = stride == 1 and in_chs == out_chs
-        mid = make_divisible(in_chs * expand, 8)
-        layers: list[nn.Module] = []
-        if mid != in_chs:
-            layers.append(ConvBnAct(in_chs, mid, 1, norm_layer=norm_layer, act_layer=act_layer))
-        layers.append(ConvBnAct(mid, mid, kernel, stride, groups=mid, norm_layer=norm_layer, act_layer=act_layer))
-        layers.append(SqueezeExcite(mid, squeeze_channels=max(1, int(in_chs * SE_RATIO)), act_layer=act_layer))
-        # Linear bottleneck (MobileNet v2): no activation after the projection.
-        layers.append(ConvBnAct(mid, out_chs, 1, norm_layer=norm_layer, act_layer=None))
         self.block = nn.Sequential(*layers)
         self.stochastic_depth = DropPath(drop_path)
         self.out_channels = out_chs
@@ -143,7 +157,92 @@ class MBConv(nn.Module):
         return out
 
 
-class EfficientNet(SequentialHeadModel):
+class MBConv(ResidualBlock):
+    """Mobile inverted bottleneck with SE: 1x1 expand -> k x k depthwise -> SE -> 1x1 linear project.
+
+    The expansion is skipped when the ratio is 1 (MBConv1); ``se_ratio=0`` leaves out the SE.
+    """
+
+    def __init__(
+        self, in_chs: int, out_chs: int, expand: int, kernel: int, stride: int, drop_path: float,
+        norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d, act_layer: Callable[..., nn.Module] = nn.SiLU,
+        se_ratio: float = SE_RATIO,
+    ) -> None:
+        mid = make_divisible(in_chs * expand, 8)
+        layers: list[nn.Module] = []
+        if mid != in_chs:
+            layers.append(ConvBnAct(in_chs, mid, 1, norm_layer=norm_layer, act_layer=act_layer))
+        layers.append(ConvBnAct(mid, mid, kernel, stride, groups=mid, norm_layer=norm_layer, act_layer=act_layer))
+        layers += squeeze_excite(mid, in_chs, se_ratio, act_layer)
+        # Linear bottleneck (MobileNet v2): no activation after the projection.
+        layers.append(ConvBnAct(mid, out_chs, 1, norm_layer=norm_layer, act_layer=None))
+        super().__init__(layers, in_chs, out_chs, stride, drop_path)
+
+
+def without_first_downsampling(stages: Sequence[StageRow]) -> List[StageRow]:
+    """The table with its first stride-2 stage at stride 1: with a stride-1 stem, total stride 8 for small images."""
+    first = next(i for i, s in enumerate(stages) if s.stride == 2)
+    return [s._replace(stride=1) if i == first else s for i, s in enumerate(stages)]
+
+
+class MBConvNet(SequentialHeadModel):
+    """3x3 stem -> stages of inverted bottlenecks -> 1x1 head conv -> pool -> dropout -> FC (EfficientNet v1, v2).
+
+    Subclasses set ``num_classes``, ``in_chans`` and ``small_input``, then call :meth:`_build` with their stage
+    table. Module names are torchvision's: ``features.0`` the stem, ``features.1..n`` the stages,
+    ``features.n+1`` the head conv, ``classifier.1`` the FC.
+    """
+
+    small_input: bool = False
+
+    def _build(
+        self, stages: Sequence[StageRow], head_chs: int, drop_rate: float, drop_path_rate: float,
+        norm_layer: Callable[..., nn.Module], act_layer: Callable[..., nn.Module] = nn.SiLU,
+    ) -> None:
+        """Build the network; ``small_input`` gives the stem and the first stride-2 stage stride 1."""
+        stem_stride = 1 if self.small_input else STEM_STRIDE
+        if self.small_input:
+            stages = without_first_downsampling(stages)
+        # Every layer is "same"-padded, so the total stride is the smallest input that reaches the last
+        # stage as more than padding: 32 (8 with small_input).
+        self.min_input_size = stem_stride * math.prod(s.stride for s in stages)
+
+        layers: list[nn.Module] = [ConvBnAct(self.in_chans, stages[0].in_chs, 3, stem_stride,
+                                             norm_layer=norm_layer, act_layer=act_layer)]
+        total, idx = sum(s.repeats for s in stages), 0
+        for s in stages:
+            blocks = []
+            for j in range(s.repeats):
+                blocks.append(s.block(s.in_chs if j == 0 else s.out_chs, s.stride if j == 0 else 1,
+                                      drop_path_rate * idx / total, norm_layer, act_layer))
+                idx += 1
+            layers.append(nn.Sequential(*blocks))
+        self.num_features = head_chs
+        layers.append(ConvBnAct(stages[-1].out_chs, head_chs, 1, norm_layer=norm_layer, act_layer=act_layer))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(drop_rate, inplace=True),
+                                        linear_or_identity(self.num_features, self.num_classes))
+
+        n = len(stages)
+        self.stage_map = {"stem": ("features.0",)}
+        self.stage_map.update({f"stage{i}": (f"features.{i}",) for i in range(1, n + 1)})
+        self.stage_map.update({"conv_head": (f"features.{n + 1}",), "head": ("classifier",)})
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # torchvision's init: He-normal (fan-out) convs, unit BN, uniform(+-1/sqrt(classes)) classifier.
+        init_weights_default(self)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                r = 1.0 / math.sqrt(m.out_features)
+                nn.init.uniform_(m.weight, -r, r)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+class EfficientNet(MBConvNet):
     """EfficientNet-B0 scaled by width / depth multipliers.
 
     Args:
@@ -167,58 +266,14 @@ class EfficientNet(SequentialHeadModel):
             width_mult, depth_mult = BETA ** phi, ALPHA ** phi
         self.num_classes, self.in_chans, self.small_input = num_classes, in_chans, small_input
         self.width_mult, self.depth_mult, self.drop_rate = width_mult, depth_mult, drop_rate
-        norm_layer = partial(nn.BatchNorm2d, eps=bn_eps, momentum=bn_momentum)
-        act_layer = nn.SiLU
 
         def width(c: int) -> int:
             return make_divisible(c * width_mult, 8)
 
         stages = [s._replace(in_chs=width(s.in_chs), out_chs=width(s.out_chs),
                              repeats=int(math.ceil(s.repeats * depth_mult))) for s in B0_STAGES]
-        stem_stride = STEM_STRIDE
-        if small_input:
-            stem_stride = 1
-            first = next(i for i, s in enumerate(stages) if s.stride == 2)
-            stages[first] = stages[first]._replace(stride=1)
-        # Every layer is "same"-padded, so the total stride is the smallest input that reaches the last
-        # stage as more than padding: 32 (8 with small_input).
-        self.min_input_size = stem_stride * math.prod(s.stride for s in stages)
-
-        layers: list[nn.Module] = [ConvBnAct(in_chans, stages[0].in_chs, 3, stem_stride,
-                                             norm_layer=norm_layer, act_layer=act_layer)]
-        total, idx = sum(s.repeats for s in stages), 0
-        for s in stages:
-            blocks = []
-            for j in range(s.repeats):
-                blocks.append(MBConv(
-                    s.in_chs if j == 0 else s.out_chs, s.out_chs, s.expand, s.kernel, s.stride if j == 0 else 1,
-                    drop_path_rate * idx / total, norm_layer, act_layer,
-                ))
-                idx += 1
-            layers.append(nn.Sequential(*blocks))
-        self.num_features = HEAD_MULT * stages[-1].out_chs
-        layers.append(ConvBnAct(stages[-1].out_chs, self.num_features, 1, norm_layer=norm_layer, act_layer=act_layer))
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(drop_rate, inplace=True),
-                                        linear_or_identity(self.num_features, num_classes))
-
-        n = len(stages)
-        self.stage_map = {"stem": ("features.0",)}
-        self.stage_map.update({f"stage{i}": (f"features.{i}",) for i in range(1, n + 1)})
-        self.stage_map.update({"conv_head": (f"features.{n + 1}",), "head": ("classifier",)})
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # torchvision's init: He-normal (fan-out) convs, unit BN, uniform(+-1/sqrt(classes)) classifier.
-        init_weights_default(self)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                r = 1.0 / math.sqrt(m.out_features)
-                nn.init.uniform_(m.weight, -r, r)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+        norm_layer = partial(nn.BatchNorm2d, eps=bn_eps, momentum=bn_momentum)
+        self._build(stages, HEAD_MULT * stages[-1].out_chs, drop_rate, drop_path_rate, norm_layer)
 
 
 def _create_efficientnet(variant: str, **kwargs) -> EfficientNet:

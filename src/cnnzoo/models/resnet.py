@@ -7,12 +7,15 @@ the parameter count is the paper's either way) and keep torchvision's module nam
 weights load unchanged.
 
 Squeeze-and-Excitation (``se_reduction=16``) is an option of every block here; ``senet.py``
-registers the SE-ResNets with it.
+registers the SE-ResNets with it. As in torchvision, the bottleneck also takes ``groups`` (the
+cardinality of a grouped 3x3 convolution) and ``width_per_group`` (its width per group, 64 in a
+ResNet), and the stage widths and count are arguments: ``resnext.py`` and ``wide_resnet.py`` build
+ResNeXt and Wide ResNet-50/101 from this one :class:`ResNet`.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Type
+from typing import Any, Dict, Optional, Sequence, Type
 
 import torch
 import torch.nn.functional as F
@@ -56,9 +59,11 @@ class BasicBlock(nn.Module):
 
     def __init__(
         self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
-        se_reduction: Optional[int] = None, drop_path: float = 0.0,
+        se_reduction: Optional[int] = None, drop_path: float = 0.0, groups: int = 1, base_width: int = 64,
     ) -> None:
         super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError(f"BasicBlock takes only groups=1 and width_per_group=64, got {groups} and {base_width}")
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -81,21 +86,27 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce -> 3x3 -> 1x1 expand (x4), the deeper nets' block."""
+    """1x1 reduce -> 3x3 -> 1x1 expand (x4), the deeper nets' block.
+
+    The inner width is ``planes * base_width / 64 * groups``: ``planes`` in a ResNet, ``C x d`` for a
+    ResNeXt of cardinality ``C = groups`` and ``d = base_width * planes / 64`` (Xie et al., Fig. 3c),
+    ``k x planes`` in a Wide ResNet (``base_width = 64k``).
+    """
 
     expansion = 4
 
     def __init__(
         self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
-        se_reduction: Optional[int] = None, drop_path: float = 0.0,
+        se_reduction: Optional[int] = None, drop_path: float = 0.0, groups: int = 1, base_width: int = 64,
     ) -> None:
         super().__init__()
+        width = int(planes * (base_width / 64.0)) * groups
         out = planes * self.expansion
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out)
         self.relu = nn.ReLU(inplace=True)
         self.se = _se(out, se_reduction)
@@ -134,7 +145,7 @@ def _init(model: nn.Module) -> None:
 
 
 class ResNet(PooledFcModel):
-    """ImageNet ResNet.
+    """ImageNet ResNet, and the ResNeXts and Wide ResNets built from it.
 
     Args:
         block: ``BasicBlock`` or ``Bottleneck``.
@@ -142,6 +153,11 @@ class ResNet(PooledFcModel):
         small_input: for 28-32 px images: a 3x3 stride-1 first convolution and no max-pool
             (the CIFAR stem), so the four stages see 32-16-8-4 maps instead of 8-4-2-1.
         se_reduction: add a Squeeze-and-Excitation block with this ratio to every block.
+        groups: cardinality of every bottleneck's 3x3 convolution (ResNeXt's C; 1 in a ResNet).
+        width_per_group: a bottleneck's 3x3 width per group at 64 planes (ResNeXt's d, 64k in a
+            Wide ResNet of widening factor k); the first stage's inner width is ``groups * width_per_group``.
+        stage_widths: ``planes`` of each stage (a basic block's width, a bottleneck's output / 4), one per
+            entry of ``layers``; the first stage keeps the resolution, every later one halves it.
         drop_rate: dropout before the classifier.
         drop_path_rate: stochastic depth, rising linearly to this rate over the blocks.
         zero_init_residual: start every block's last BatchNorm at zero.
@@ -150,9 +166,12 @@ class ResNet(PooledFcModel):
     def __init__(
         self, block: Type[nn.Module], layers: Sequence[int], num_classes: int = 1000, in_chans: int = 3,
         small_input: bool = False, se_reduction: Optional[int] = None, drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0, zero_init_residual: bool = False,
+        drop_path_rate: float = 0.0, zero_init_residual: bool = False, groups: int = 1, width_per_group: int = 64,
+        stage_widths: Sequence[int] = STAGE_WIDTHS,
     ) -> None:
         super().__init__()
+        if len(stage_widths) != len(layers):
+            raise ValueError(f"stage_widths {tuple(stage_widths)} and layers {tuple(layers)} differ in length")
         self.num_classes, self.in_chans, self.small_input = num_classes, in_chans, small_input
         if small_input:
             self.conv1 = nn.Conv2d(in_chans, 64, 3, 1, 1, bias=False)
@@ -162,44 +181,47 @@ class ResNet(PooledFcModel):
             self.maxpool = nn.MaxPool2d(3, 2, 1)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        # The total stride: smaller inputs reach the last stage as padding only.
-        self.min_input_size = 8 if small_input else 32
+        # The total stride (stem x one halving per later stage): smaller inputs reach the last stage as padding only.
+        self.min_input_size = (1 if small_input else 4) * 2 ** (len(layers) - 1)
 
+        block_args = dict(se_reduction=se_reduction, groups=groups, base_width=width_per_group)
         total, done = sum(layers), 0
         self.inplanes = 64
-        for i, (planes, n) in enumerate(zip(STAGE_WIDTHS, layers)):
+        self.layer_names = tuple(f"layer{i + 1}" for i in range(len(layers)))
+        for i, (planes, n) in enumerate(zip(stage_widths, layers)):
             rates = [drop_path_rate * (done + j) / max(total - 1, 1) for j in range(n)]
             done += n
-            stage = self._make_layer(block, planes, n, 1 if i == 0 else 2, se_reduction, rates)
-            setattr(self, f"layer{i + 1}", stage)
-        self.num_features = 512 * block.expansion
+            setattr(self, self.layer_names[i], self._make_layer(block, planes, 1 if i == 0 else 2, rates, block_args))
+        self.num_features = stage_widths[-1] * block.expansion
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.drop_rate = drop_rate
         self.fc = linear_or_identity(self.num_features, num_classes)
-        self.stage_map = {
-            "stem": ("conv1", "bn1"), "stage1": ("layer1",), "stage2": ("layer2",),
-            "stage3": ("layer3",), "stage4": ("layer4",), "head": ("fc",),
-        }
+        self.stage_map = {"stem": ("conv1", "bn1")}
+        self.stage_map.update({f"stage{i + 1}": (name,) for i, name in enumerate(self.layer_names)})
+        self.stage_map["head"] = ("fc",)
         _init(self)
         if zero_init_residual:
             _zero_init_last_bn(self)
 
-    def _make_layer(self, block, planes, blocks, stride, se_reduction, rates) -> nn.Sequential:
+    def _make_layer(self, block: Type[nn.Module], planes: int, stride: int, rates: Sequence[float],
+                    block_args: Dict[str, Any]) -> nn.Sequential:
+        """One stage: ``len(rates)`` blocks (``rates``: their drop-path rates), the first with the stride."""
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(
                 nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
                 nn.BatchNorm2d(planes * block.expansion),
             )
-        layers = [block(self.inplanes, planes, stride, downsample, se_reduction, rates[0])]
+        layers = [block(self.inplanes, planes, stride, downsample, drop_path=rates[0], **block_args)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, 1, None, se_reduction, r) for r in rates[1:]]
+        layers += [block(self.inplanes, planes, 1, None, drop_path=r, **block_args) for r in rates[1:]]
         return nn.Sequential(*layers)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
+        for name in self.layer_names:
+            x = getattr(self, name)(x)
+        return x
 
 
 class CifarBasicBlock(nn.Module):
