@@ -234,7 +234,7 @@ EXAMPLES: List[Example] = [
     Example("training-resume-changed", "docs/training.md", [cmd("train --resume runs/r20 --model resnet32")],
             status=2, setup=["r20"]),
     Example("training-non-finite", "docs/training.md",
-            [cmd("train --model resnet20 --data digits --lr 1e3 --epochs 3 --output runs/r20-lr1000")],
+            [cmd("train --model resnet20 --data digits --lr 1e6 --epochs 3 --output runs/r20-lr1e6")],
             status=2, volatile=TRAINED),
     Example("training-eval", "docs/training.md", [cmd("eval runs/lenet5-digits")], setup=["lenet5-digits"],
             select=[slice(0, 4), "...", -1], volatile=TRAINED),

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -267,3 +268,139 @@ def test_a_recipe_that_is_not_utf8_names_the_file(tmp_path, capsys):
     recipe.write_bytes("model:\n  name: lenet5  # caf\xe9\n".encode("latin-1"))
     assert main(["train", "-c", str(recipe), *QUIET]) == 2
     one_error_line(capsys, "latin1.yaml is not UTF-8 text", "save the recipe as UTF-8")
+
+
+# ----------------------------------------------------------------------------------------- data and sizes (issue 16)
+
+
+def test_a_missing_data_dir_is_never_replaced_by_another_copy(tmp_path, capsys):
+    """Fashion-MNIST is installed system-wide in CI; a --data-dir that lacks it must not fall back to that copy."""
+    assert main(["train", "--data", "fashion-mnist", "--data-dir", str(tmp_path / "nowhere"), *QUIET]) == 2
+    one_error_line(capsys, "--data-dir", "nowhere", "does not exist")
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--data", "fashion-mnist", "--data-dir", str(tmp_path / "empty"), *QUIET]) == 2
+    err = one_error_line(capsys, "fashion-mnist not found", str(tmp_path / "empty"))
+    assert "/usr/share" not in err and ".cache" not in err
+
+
+def test_a_truncated_gzip_stream_is_refused(tmp_path, capsys):
+    import gzip
+
+    d = tmp_path / "mnist"
+    d.mkdir()
+    for split, n in (("train", 50), ("t10k", 10)):
+        images = bytes([0, 0, 8, 3]) + n.to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(range(256)) * (
+            n * 784 // 256) + bytes(n * 784 % 256)
+        labels = bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + bytes(i % 10 for i in range(n))
+        (d / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(images))
+        (d / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+    whole = (d / "train-images-idx3-ubyte.gz").read_bytes()
+    (d / "train-images-idx3-ubyte.gz").write_bytes(whole[: len(whole) * 2 // 3])  # a download cut short
+    assert main(["train", "--data", "mnist", "--data-dir", str(d), "--epochs", "1", *QUIET]) == 2
+    one_error_line(capsys, "train-images-idx3-ubyte.gz", "truncated or corrupt")
+
+
+def test_a_truncated_cifar_batch_is_named(tmp_path, capsys):
+    from test_data import write_cifar
+
+    d, _ = write_cifar(tmp_path)
+    good = (d / "data_batch_3").read_bytes()
+    (d / "data_batch_3").write_bytes(good[: len(good) // 2])
+    assert main(["train", "--data", "cifar10", "--data-dir", str(tmp_path), "--epochs", "1", *QUIET]) == 2
+    err = one_error_line(capsys, "data_batch_3 is truncated or corrupt")
+    assert "data_batch_1" not in err and "batches.meta" not in err
+
+
+def test_an_absurd_image_size_is_refused_before_allocating(capsys):
+    assert main(["train", "--model", "resnet20", "--set", "data.image_size=100000", *QUIET]) == 2
+    one_error_line(capsys, "data.image_size=100000 is outside 1..4096 px")
+    assert main(["train", "--model", "resnet20", "--set", "data.image_size=4096", "--batch-size", "4096",
+                 *QUIET]) == 2
+    one_error_line(capsys, "x 4096 x 4096 images needs", "GiB as float32", "lower data.batch_size")
+
+
+def _photos(root: Path, size=(3000, 2000), n=3) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (root / "train" / c).mkdir(parents=True)
+        for i in range(n):
+            small = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+            Image.fromarray(small).resize(size).save(root / "train" / c / f"{i}.jpg", quality=80)
+
+
+def test_phone_sized_photos_train_at_the_models_size(tmp_path, capsys):
+    _photos(tmp_path / "photos")
+    out = tmp_path / "run"
+    assert main(["train", "--model", "resnet20", "--data", "folder", "--data-dir", str(tmp_path / "photos"),
+                 "--epochs", "1", "--batch-size", "4", "--output", str(out), *QUIET]) == 0
+    printed = capsys.readouterr().out
+    assert "2000px images: training at resnet20's input size, 32px" in printed
+    assert json.loads((out / "results.json").read_text())["image_size"] == [32, 32]
+
+
+def test_a_decompression_bomb_is_skipped_not_decoded(tmp_path, capsys):
+    """A small PNG whose header says 10000 x 10000 is one warning line, not 300 MB per worker (or 24 GB)."""
+    from PIL import Image
+
+    from cnnzoo.data.folder import decode_image
+
+    _photos(tmp_path / "photos", size=(40, 30))
+    bomb = tmp_path / "photos" / "train" / "cat" / "bomb.png"
+    Image.new("1", (10000, 10000)).save(bomb)
+    assert bomb.stat().st_size < 100_000
+    why = decode_image(str(bomb), "RGB", (32, 32))
+    assert isinstance(why, str) and "10000x10000 is 100 megapixels" in why
+    out = tmp_path / "run"
+    assert main(["train", "--model", "resnet20", "--data", "folder", "--data-dir", str(tmp_path / "photos"),
+                 "--epochs", "1", "--batch-size", "4", "--output", str(out), "--val-split", "0", *QUIET]) == 0
+    assert "bomb.png" in capsys.readouterr().err
+
+
+def test_a_kill_between_latest_and_pruning_is_finished_on_resume(tmp_path, monkeypatch):
+    """LATEST is replaced before the old checkpoints are pruned: a kill in between leaves one too many, which the
+    next resume removes (never the one it resumes from, nor the user's own files)."""
+    run = RunDir(tmp_path / "run")
+    model = torch.nn.Linear(2, 2)
+    monkeypatch.setattr(RunDir, "_prune", lambda self, current, keep: None)  # the process dies before pruning
+    for epoch in (1, 2, 3):
+        run.save_checkpoint(f"epoch-{epoch:04d}", model, {"epoch": epoch}, {})
+    (run.checkpoints / "my-copy").mkdir()
+    assert [d.name for d in run.own_checkpoints()] == ["epoch-0001", "epoch-0002", "epoch-0003"]
+    monkeypatch.undo()
+    ck, _, state, note = run.load_checkpoint()
+    assert ck.name == "epoch-0003" and state["epoch"] == 3 and not note
+    assert [d.name for d in run.own_checkpoints()] == ["epoch-0002", "epoch-0003"]
+    assert (run.checkpoints / "my-copy").is_dir()
+
+
+def test_resume_with_another_models_checkpoint_is_one_line(tmp_path, capsys):
+    import shutil
+
+    ours, other = tmp_path / "ours", tmp_path / "other"
+    assert train(ours, "--epochs", "1") == 0
+    assert main(["train", "--model", "simple_convnet", "--data", "digits", "--epochs", "1", "--output", str(other),
+                 *QUIET]) == 0
+    before = (ours / "model.safetensors").read_bytes()
+    for f in ("model.safetensors", "state.pt"):
+        shutil.copy(other / "checkpoints" / "epoch-0001" / f, ours / "checkpoints" / "epoch-0001" / f)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(ours), "--epochs", "2", *QUIET]) == 2
+    one_error_line(capsys, "epoch-0001 holds weights of simple_convnet, not of this run's lenet5", "--overwrite")
+    assert (ours / "model.safetensors").read_bytes() == before
+
+
+def test_a_run_killed_after_its_last_checkpoint_is_finished_by_resume(tmp_path, capsys):
+    """Killed after the last epoch's checkpoint, before the test pass wrote results.json: --resume finishes it."""
+    out = tmp_path / "r"
+    assert train(out, "--epochs", "2", "--deterministic") == 0
+    first = json.loads((out / "results.json").read_text())
+    weights = load_weights(out / "model.safetensors")[0]
+    for f in ("results.json", "model.safetensors"):
+        (out / f).unlink()
+    assert main(["train", "--resume", str(out), *QUIET]) == 0
+    assert "training is done, finishing the run" in capsys.readouterr().out
+    again = json.loads((out / "results.json").read_text())
+    assert again["test_top1"] == first["test_top1"] and again["epochs"] == 2
+    assert all(torch.equal(weights[k], v) for k, v in load_weights(out / "model.safetensors")[0].items())

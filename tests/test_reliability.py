@@ -137,6 +137,61 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path):
         torch.testing.assert_close(wa[k], wb[k], atol=2e-4, rtol=1e-3)
 
 
+DDP = [*BASE[:5], "--epochs", "4", *BASE[7:], "--nproc", "2"]
+
+
+def _workers_of(out: Path) -> list:
+    """The cnnzoo processes still running for output ``out`` (any orphaned worker among them)."""
+    r = subprocess.run(["pgrep", "-f", "--", f"--output {out}"], capture_output=True, text=True)
+    return [int(x) for x in r.stdout.split()]
+
+
+def _start_ddp(out: Path):
+    return subprocess.Popen([sys.executable, "-m", "cnnzoo", *DDP, "--output", str(out)], env=ENV, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _after_first_epoch(p: subprocess.Popen) -> None:
+    for line in p.stdout:
+        if line.startswith("epoch 1/4"):
+            time.sleep(0.3)  # into epoch 2
+            return
+    raise AssertionError(p.communicate()[1][-3000:])
+
+
+def test_sigterm_to_a_ddp_run_stops_every_worker_and_resumes_exactly(tmp_path):
+    """SIGTERM to `cnnzoo train --nproc 2`: both workers checkpoint after the same step and exit; none is left
+    running; the resumed run's weights are bit-identical to an uninterrupted two-process run."""
+    ref = tmp_path / "ref"
+    r = cli(*DDP, "--output", str(ref))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "run"
+    p = _start_ddp(out)
+    _after_first_epoch(p)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert not _workers_of(out), "a worker kept training after the launcher stopped"
+    assert err.count("SIGTERM received: checkpoint saved") == 1 and "Traceback" not in err, err[-3000:]
+    r = cli("train", "--resume", str(out), "--no-progress", "--nproc", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert same_weights(ref, out)
+
+
+def test_a_killed_ddp_launcher_leaves_no_orphan(tmp_path):
+    """SIGKILL cannot be passed on: the kernel sends the workers SIGTERM (PR_SET_PDEATHSIG) and they checkpoint."""
+    out = tmp_path / "run"
+    p = _start_ddp(out)
+    _after_first_epoch(p)
+    p.kill()
+    p.wait(timeout=60)
+    deadline = time.time() + 60
+    while _workers_of(out) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _workers_of(out), "workers outlived their launcher"
+    assert RunDir(out).latest_checkpoint() is not None
+
+
 # ----------------------------------------------------------------------------------------- bad input
 
 

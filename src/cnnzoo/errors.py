@@ -1,4 +1,10 @@
-"""Errors that mean "the user's input is wrong": the CLI prints them as one line and exits 2."""
+"""Errors that mean "the user's input is wrong": the CLI prints them as one line and exits 2.
+
+Warnings the user should act on (a file skipped, ...) are one line too, in the same form, on stderr:
+:func:`warn` (not Python's ``warnings``, whose format adds a source line and shows each message once).
+"""
+
+import sys
 
 
 class UserError(Exception):
@@ -21,3 +27,8 @@ class ParamError(UserError):
         if self.value is None:
             return f"{flag} is missing: {self.text}"
         return f"{flag} {self.value} {self.text}" if flag.startswith("-") else f"{flag}={self.value} {self.text}"
+
+
+def warn(message: str) -> None:
+    """Print ``cnnzoo: warning: MESSAGE`` on stderr."""
+    print(f"cnnzoo: warning: {message}", file=sys.stderr, flush=True)

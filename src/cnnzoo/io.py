@@ -337,8 +337,16 @@ class RunDir:
         return sorted((d for d in root.iterdir() if CHECKPOINT_TAG.fullmatch(d.name) and d.is_dir()
                        and not d.is_symlink()), key=lambda d: d.stat().st_mtime)
 
+    KEEP = 2  # checkpoints kept: the newest and the one before it (the fallback when the newest is damaged)
+
+    def _prune(self, current: Path, keep: int) -> None:
+        """Remove cnnzoo's own checkpoints older than the newest ``keep``, never ``current``."""
+        for d in self.own_checkpoints()[:-keep]:
+            if d.name != current.name:
+                shutil.rmtree(d, ignore_errors=True)
+
     def save_checkpoint(self, tag: str, model: nn.Module, state: Dict[str, Any], meta: Dict[str, Any],
-                        keep: int = 2) -> Path:
+                        keep: int = KEEP) -> Path:
         """Write ``checkpoints/<tag>/{model.safetensors,state.pt}`` then point ``checkpoints/LATEST`` at it.
 
         Pruning keeps the newest ``keep`` and removes only directories named as cnnzoo names its checkpoints
@@ -367,10 +375,7 @@ class RunDir:
             shutil.rmtree(final)
         os.replace(tmp, final)
         write_text(root / self.LATEST, tag + "\n")
-        # Older checkpoints go only once the new one is in place.
-        for d in self.own_checkpoints()[:-keep]:
-            if d.name != tag:
-                shutil.rmtree(d, ignore_errors=True)
+        self._prune(final, keep)  # older checkpoints go only once the new one is in place
         return final
 
     def latest_checkpoint(self) -> Optional[Path]:
@@ -415,6 +420,8 @@ class RunDir:
                 damaged.append(f"{candidate.name} ({e.why})")
                 continue
             note = f"checkpoint {', '.join(damaged)} is damaged: resuming from {candidate.name}" if damaged else ""
+            if not damaged:  # a kill between LATEST and the pruning left one too many: finish that pruning
+                self._prune(candidate, self.KEEP)
             return candidate, weights, state, note
         raise UserError(f"every checkpoint of {self.root} is damaged ({'; '.join(damaged)}); start the run again "
                         "with --overwrite")

@@ -7,7 +7,10 @@ training runs, kept in ``RUN_DIR/stage1`` and ``RUN_DIR/stage2``; the final weig
 ``RUN_DIR`` itself, so ``eval``, ``predict`` and ``viz`` take ``RUN_DIR`` as they take any run.
 
 Loading weights is the builder's (:mod:`cnnzoo.pretrained`) and freezing the trainer's
-(:mod:`cnnzoo.train.freeze`); both are re-exported here under the names the docs use.
+(:mod:`cnnzoo.train.freeze`); both are re-exported here under the names the docs use. So is VGG's warm start
+(:func:`warm_start`, Simonyan & Zisserman section 3.1: a deeper VGG started from the first four convolutional
+layers and the three FC layers of a trained VGG-11), which lives in :mod:`cnnzoo.builder` because the trainer,
+below this module, applies it for ``model.warm_start``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import copy
 import shutil
 from typing import Any, Callable, Dict, List, Optional
 
-from .builder import model_info
+from .builder import WarmStart, model_info, warm_start
 from .errors import ParamError, UserError
 from .io import RunDir, atomic_write
 from .pretrained import LoadReport, adapt_input_conv, load_pretrained, read_state_dict
@@ -25,7 +28,7 @@ from .train.freeze import format_table, freeze, freeze_bn, stage_lr_scale, train
 from .train.trainer import fit, prepare_run_dir
 from .viz.curves import plot_run_curves
 
-__all__ = ["finetune", "LoadReport", "read_state_dict", "load_pretrained", "adapt_input_conv", "freeze",
+__all__ = ["finetune", "warm_start", "WarmStart", "LoadReport", "read_state_dict", "load_pretrained", "adapt_input_conv", "freeze",
            "freeze_bn", "trainable_table", "format_table", "stage_lr_scale"]
 
 

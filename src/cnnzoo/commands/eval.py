@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..choices import DATASETS, TTA_MODES, canonical_dataset
+from ..choices import DATASETS, PRECISIONS, TTA_MODES, canonical_dataset
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,23 +20,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="dataset (default: the one the model was trained on): " + " | ".join(DATASETS))
     p.add_argument("--data-dir")
     p.add_argument("--split", choices=["test", "train"], default="test")
-    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's train.tta)")
+    p.add_argument("--batch-size", type=int, help="default: the run's evaluation batch size, else 256")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="default: the run's train.precision (as its own test pass), else auto")
     p.add_argument("--device", default="auto")
     p.add_argument("--output", "-o", help="where to write confusion.png/csv (default: RUN_DIR/eval)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=run)
 
 
-def _probs(model, loader, device, tta):
+def run_settings(spec: str) -> dict:
+    """What a run's own test pass used (its ``config.yaml``): data, data directory, precision, TTA, batch size,
+    memory format. Empty for a weights file, or a run directory without a config."""
+    from ..io import RunDir
+    from ..train.config import config_from_dict, load_yaml
+
+    run = RunDir(spec)
+    if not Path(spec).is_dir() or not run.config.is_file():
+        return {}
+    cfg = config_from_dict(load_yaml(run.config) or {})
+    return {"data": cfg.data.name, "data_dir": cfg.data.dir, "precision": cfg.train.precision, "tta": cfg.train.tta,
+            "batch_size": cfg.data.eval_batch_size or 2 * cfg.data.batch_size,
+            "channels_last": cfg.train.channels_last}
+
+
+def _probs(model, loader, device, tta, amp_dtype):
     import torch
 
+    from ..runtime import autocast
     from ..train.evaluate import predict_logits
 
     ps, ys = [], []
     with torch.no_grad():
         for x, y in loader:
-            ps.append(predict_logits(model, x, tta).exp().cpu())
+            with autocast(device, amp_dtype):  # as the trainer's test pass (train.evaluate.evaluate)
+                ps.append(predict_logits(model, x, tta).exp().cpu())
             ys.append(y.cpu())
     return torch.cat(ps), torch.cat(ys)
 
@@ -85,38 +104,47 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import run_meta
     from ..builder import load_model
     from ..train.evaluate import metrics_from_probs
-    from ..runtime import resolve_device
+    from ..runtime import precision_name, resolve_device, resolve_precision
 
     device = resolve_device(args.device)
-    members, all_probs, labels, classes = [], [], None, None
+    members, all_probs, labels, classes, used = [], [], None, None, []
     for spec in args.runs:
         model, meta = load_model(spec, device)
         rm = run_meta(meta, model)
-        data = args.data or meta.get("data")
+        own = run_settings(spec)
+        data = args.data or meta.get("data") or own.get("data")
         if not data:
             raise UserError(f"{spec} does not say which data it was trained on; pass --data")
-        ds = load_dataset(data, args.data_dir)
+        same_data = canonical_dataset(data) == canonical_dataset(own.get("data") or meta.get("data") or data)
+        data_dir = args.data_dir or (own.get("data_dir") if same_data else None)
+        amp_dtype = resolve_precision(args.precision or own.get("precision") or "auto", device, model)
+        tta = args.tta or own.get("tta")
+        if own.get("channels_last"):
+            model = model.to(memory_format=torch.channels_last)
+        used.append({"precision": precision_name(amp_dtype), "tta": tta})
+        ds = load_dataset(data, data_dir)
         split = ds.test if args.split == "test" else ds.train
         if split is None:
             raise UserError(f"{data} has no {args.split} split")
         if len(ds.classes) != model.num_classes:
             raise UserError(f"{spec} predicts {model.num_classes} classes but {data} has {len(ds.classes)}")
-        loader = make_loader(split, batch_size=args.batch_size, train=False, image_size=tuple(rm["image_size"]),
-                             mean=rm["mean"], std=rm["std"], device=device, in_chans=rm["in_chans"])
-        probs, y = _probs(model, loader, device, args.tta)
+        loader = make_loader(split, batch_size=args.batch_size or own.get("batch_size") or 256, train=False,
+                             image_size=tuple(rm["image_size"]), mean=rm["mean"], std=rm["std"], device=device,
+                             in_chans=rm["in_chans"], channels_last=bool(own.get("channels_last")))
+        probs, y = _probs(model, loader, device, tta, amp_dtype)
         if labels is not None and not torch.equal(labels, y):
             raise UserError("ensemble members must be evaluated on the same data")
         labels, classes = y, list(ds.classes)
         all_probs.append(probs)
         members.append((spec, metrics_from_probs(probs, y, len(classes))))
-    report = {"members": [{"run": s, "top1": m["top1"], "top5": m["top5"], "loss": m["loss"], "n": m["n"]}
-                          for s, m in members]}
+    report = {"members": [{"run": s, "top1": m["top1"], "top5": m["top5"], "loss": m["loss"], "n": m["n"],
+                           **u} for (s, m), u in zip(members, used)]}
     final = members[0][1]
     if len(members) > 1:
         final = metrics_from_probs(torch.stack(all_probs).mean(0), labels, len(classes))
         report["ensemble"] = {"top1": final["top1"], "top5": final["top5"], "loss": final["loss"]}
     report.update(top1=final["top1"], top5=final["top5"], loss=final["loss"], n=final["n"], split=args.split,
-                  tta=args.tta, per_class=dict(zip(classes, final["per_class"])))
+                  tta=used[0]["tta"], precision=used[0]["precision"], per_class=dict(zip(classes, final["per_class"])))
     first = Path(args.runs[0])
     out = Path(args.output) if args.output else (RunDir(first).eval_dir if first.is_dir()
                                                   else first.with_name(first.stem + "-eval"))
@@ -126,8 +154,9 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0
-    for s, m in members:
-        print(f"{s}: top1 {m['top1']:.4f}  top5 {m['top5']:.4f}  loss {m['loss']:.4f}  ({m['n']:,} images)")
+    for (s, m), u in zip(members, used):
+        print(f"{s}: top1 {m['top1']:.4f}  top5 {m['top5']:.4f}  loss {m['loss']:.4f}  ({m['n']:,} images, "
+              f"{u['precision']}{', TTA ' + u['tta'] if u['tta'] else ''})")
     if len(members) > 1:
         print(f"ensemble of {len(members)}: top1 {final['top1']:.4f}  top5 {final['top5']:.4f}  loss {final['loss']:.4f}")
     print("per-class accuracy:")

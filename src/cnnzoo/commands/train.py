@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ..choices import DATASETS, PRECISIONS, canonical_dataset
+from ..choices import DATASETS, INITS, PRECISIONS, canonical_dataset
 
 # Common flags and the config key each one sets.
 FLAGS = {
@@ -22,6 +22,8 @@ FLAGS = {
     "precision": "train.precision",
     "val_split": "data.val_split",
     "pretrained": "model.pretrained",
+    "init": "model.init",
+    "warm_start": "model.warm_start",
 }
 
 
@@ -57,7 +59,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model", description="Train a model on a dataset. Settings come from "
                        "defaults, a YAML recipe (-c), the flags below and --set overrides, in that order.")
     add_common(p)
-    p.add_argument("--nproc", type=int, default=1, help="processes on this machine, launched with torchrun (DDP)")
+    p.add_argument("--init", choices=INITS, help="initialisation: paper (the family's own, default), torchvision "
+                   "(its twin's scheme), xavier_uniform, xavier_normal, kaiming_fan_in, kaiming_fan_out; "
+                   "see docs/training.md")
+    p.add_argument("--warm-start", metavar="RUN_DIR",
+                   help="VGG: start from a trained shallower VGG's run: its first four conv and three FC layers, "
+                        "the rest initialised (Simonyan & Zisserman section 3.1)")
+    p.add_argument("--nproc", type=int, default=1, help="DDP worker processes on this machine (as torchrun --standalone starts them)")
     p.set_defaults(func=run)
 
 
@@ -115,13 +123,12 @@ def _yaml(path: str) -> dict:
     return d if isinstance(d, dict) else {}
 
 
-def launch_torchrun(nproc: int) -> int:
-    """Re-run this command under torchrun with ``nproc`` processes on this machine."""
-    import subprocess
+def launch_workers(nproc: int) -> int:
+    """Re-run this command as ``nproc`` DDP worker processes on this machine (``--nproc`` removed)."""
+    from ..train.distributed import launch
 
-    argv = [a for a in sys.argv[1:]]
     cleaned, skip = [], False
-    for a in argv:
+    for a in sys.argv[1:]:
         if skip:
             skip = False
             continue
@@ -131,20 +138,19 @@ def launch_torchrun(nproc: int) -> int:
         if a.startswith("--nproc="):
             continue
         cleaned.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "cnnzoo", *cleaned]
-    return subprocess.call(cmd)
+    return launch(nproc, cleaned)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..train.trainer import Interrupted, fit
 
     if getattr(args, "nproc", 1) > 1 and "RANK" not in os.environ:
-        return launch_torchrun(args.nproc)
+        return launch_workers(args.nproc)
     cfg = build_config(args)
     try:
         fit(cfg, resume=args.resume, overwrite=args.overwrite)
     except Interrupted as e:
-        print(f"cnnzoo: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one says so
+            print(f"cnnzoo: {e}", file=sys.stderr)
         return 128 + e.signum
     return 0

@@ -12,6 +12,7 @@ ratio). A file PIL cannot read comes back as an error message, and the loader sk
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
@@ -27,6 +28,9 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
                     ".pnm"}
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 PROBE = 10  # images opened to guess the nominal size and whether the set is grey
+# Pixels decoded per image at most (PIL's own decompression-bomb limit): a 1 KB PNG can claim 10000 x 10000.
+# JPEGs are decoded at a reduced scale first (draft), so only what is really decoded counts.
+MAX_PIXELS = 89_478_485
 
 
 def _image_files(d: Path) -> List[str]:
@@ -68,6 +72,15 @@ def _scan(split_dir: Path, classes: Optional[List[str]] = None) -> Tuple[List[Tu
     return samples, classes
 
 
+def _open(path: str):
+    """``PIL.Image.open`` (the header only) without PIL's decompression-bomb warning: :data:`MAX_PIXELS` says it."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
 def decode_image(path: str, mode: Optional[str] = None,
                  size: Optional[Tuple[int, int]] = None) -> Union[torch.Tensor, str]:
     """Decode an image file to uint8 C x H x W, or return why it could not be read.
@@ -80,11 +93,15 @@ def decode_image(path: str, mode: Optional[str] = None,
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as im:
+        with _open(path) as im:
             target = mode or ("L" if im.mode in GREY_MODES else "RGB")
             if size is not None:
                 side = max(size)
                 im.draft(target, (side, side))  # JPEG: decode at a reduced scale, still >= the target size
+            if im.width * im.height > MAX_PIXELS:
+                return (f"{im.width}x{im.height} is {im.width * im.height / 1e6:.0f} megapixels, beyond the "
+                        f"{MAX_PIXELS / 1e6:.0f} MP decode limit (a guard against decompression bombs); "
+                        "shrink the image")
             try:
                 im = ImageOps.exif_transpose(im)
             except Exception:  # a damaged EXIF block should not cost the picture itself
@@ -130,8 +147,6 @@ def collate_decoded(batch):
 
 def _probe(samples: List[Tuple[str, int]]) -> Tuple[Tuple[int, int], int]:
     """Nominal size (the first readable image's) and channels (1 only if every probed image is grey)."""
-    from PIL import Image
-
     # One image per class first, so a set with a few grey classes is not mistaken for a grey set.
     firsts, seen = [], set()
     for path, c in samples:
@@ -141,7 +156,7 @@ def _probe(samples: List[Tuple[str, int]]) -> Tuple[Tuple[int, int], int]:
     size, grey, opened = None, True, 0
     for path in (firsts + [p for p, _ in samples])[:PROBE]:
         try:
-            with Image.open(path) as im:
+            with _open(path) as im:
                 if size is None:
                     size = (im.height, im.width)
                 grey = grey and im.mode in GREY_MODES

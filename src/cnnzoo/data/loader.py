@@ -15,14 +15,14 @@ and ``set_epoch(e, start_batch=k)`` can skip ahead without computing the skipped
 from __future__ import annotations
 
 import math
-import warnings
+import os
 import weakref
 from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
+from ..errors import UserError, warn
 from .augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, AugmentConfig, BatchAugment, pca_eigen
 from .base import FolderData, ImageData, convert_channels, convert_stats
 
@@ -36,6 +36,32 @@ def _mix(*parts: int) -> int:
         h = ((h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
         h ^= h >> 31
     return h & 0x7FFFFFFFFFFFFFFF
+
+
+def _available_bytes(device: torch.device) -> Optional[int]:
+    """Memory free for batches on ``device`` (host RAM for the CPU), or None where it cannot be told."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        with open("/proc/meminfo") as f:  # MemAvailable counts the page cache the kernel can give back
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return None
+
+
+def _check_batch_fits(batch_size: int, chans: int, size: Tuple[int, int], device: torch.device) -> None:
+    """Refuse, before anything is allocated, a batch whose float32 input alone exceeds half the free memory
+    (the network's activations need many times more): one line naming the sizes, instead of an
+    out-of-memory traceback or the kernel's OOM killer."""
+    need = batch_size * chans * size[0] * size[1] * 4
+    free = _available_bytes(device)
+    if free is not None and need > free // 2:
+        raise UserError(f"a batch of {batch_size} x {chans} x {size[0]} x {size[1]} images needs {need / 2**30:.1f} "
+                        f"GiB as float32, more than half the {free / 2**30:.1f} GiB free on {device.type}; "
+                        "lower data.batch_size or data.image_size")
 
 
 class Loader:
@@ -62,6 +88,7 @@ class Loader:
         self.batch_size, self.train = batch_size, bool(train)
         self.image_size = _size2(image_size)
         self.device = torch.device(device)
+        _check_batch_fits(batch_size, in_chans or src_chans, self.image_size, self.device)
         self.channels_last, self.seed = bool(channels_last), int(seed)
         self.rank, self.world_size = rank, world_size
         self.drop_last = self.train if drop_last is None else bool(drop_last)
@@ -233,7 +260,7 @@ class FolderLoader(Loader):
             if path in self.failures:
                 continue
             self.failures[path] = err
-            warnings.warn(f"skipping unreadable image {path} ({err})", stacklevel=3)
+            warn(f"skipping unreadable image {path} ({err})")
             if len(self.failures) > self.max_failures:
                 raise UserError(f"{len(self.failures)} images could not be read (more than {self.max_failures}), "
                                 f"e.g. {path} ({err}); fix or remove the broken files")

@@ -5,9 +5,11 @@ user's back; ``download=True`` only fetches the files with torchvision's downloa
 
 Where the files are looked for (first hit wins), for a dataset ``<name>``:
 
-* ``data_dir``, ``data_dir/<name>``, ``data_dir/<name>/raw`` (and torchvision's ``<Class>/raw`` layout),
-* ``~/.cache/cnnzoo/<name>`` (where ``--download`` puts them),
-* for Fashion-MNIST also ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``).
+* with ``data_dir``: ``data_dir``, ``data_dir/<name>``, ``data_dir/<name>/raw`` (and torchvision's
+  ``<Class>/raw`` layout), and nowhere else: a copy found elsewhere never stands in for the files the user
+  pointed at;
+* without it: ``~/.cache/cnnzoo/<name>`` (where ``--download`` puts them), and for Fashion-MNIST also
+  ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``).
 
 IDX sets need the train files; without the ``t10k`` files the dataset has no test split (the trainer then
 carves its validation split from train and reports no test accuracy).
@@ -71,9 +73,24 @@ def cache_dir(name: str) -> Path:
     return Path.home() / ".cache" / "cnnzoo" / name
 
 
-def _search_dirs(name: str, data_dir: Optional[str], extra=()) -> List[Path]:
-    roots = [Path(data_dir).expanduser()] if data_dir else []
-    roots.append(cache_dir(name))
+def _download_root(name: str, data_dir: Optional[str]) -> Path:
+    """Where ``--download`` puts dataset ``name``: ``data_dir`` when given, else the cache."""
+    return Path(data_dir).expanduser() if data_dir else cache_dir(name)
+
+
+def _search_dirs(name: str, data_dir: Optional[str], extra=(), download: bool = False) -> List[Path]:
+    """Where dataset ``name``'s files may be: under ``data_dir`` only when it is given (another copy found
+    elsewhere must never stand in for the files the user pointed at), else the cache and ``extra``."""
+    if data_dir:
+        root = Path(data_dir).expanduser()
+        if download and not root.exists():
+            root.mkdir(parents=True)
+        if not root.is_dir():
+            what = "is not a directory" if root.exists() else "does not exist"
+            raise UserError(f"--data-dir {data_dir} {what}; point it at the directory that holds the {name} files")
+        roots, extra = [root], ()
+    else:
+        roots = [cache_dir(name)]
     tv = IDX_SETS.get(name, (None, None))[1]
     dirs: List[Path] = []
     for root in roots:
@@ -159,10 +176,10 @@ def _read_idx_split(d: Path, split: str, num_classes: int) -> Optional[ImageData
 
 def _load_idx(name: str, data_dir: Optional[str], download: bool) -> Dataset:
     classes, tv_name, extra = IDX_SETS[name]
-    dirs = _search_dirs(name, data_dir, extra)
+    dirs = _search_dirs(name, data_dir, extra, download)
     found = next((d for d in dirs if _find_file(d, IDX_FILES["train"][0])), None)
     if found is None and download:
-        _download(name, tv_name)
+        _download(name, tv_name, _download_root(name, data_dir))
         found = next((d for d in dirs if _find_file(d, IDX_FILES["train"][0])), None)
     if found is None:
         hint = "apt-get install dataset-fashion-mnist, " if name == "fashion-mnist" else ""
@@ -280,7 +297,7 @@ def _cifar_batches(files: _CifarFiles, names: List[str], label_key: str, num_cla
 
 def _load_cifar(name: str, data_dir: Optional[str], download: bool) -> Dataset:
     inner, archive, train_names, test_names, meta, label_key, names_key, tv_name = CIFAR_SETS[name]
-    dirs = _search_dirs(name, data_dir)
+    dirs = _search_dirs(name, data_dir, download=download)
 
     def locate() -> Optional[Path]:
         for d in dirs:
@@ -293,7 +310,7 @@ def _load_cifar(name: str, data_dir: Optional[str], download: bool) -> Dataset:
 
     found = locate()
     if found is None and download:
-        _download(name, tv_name)
+        _download(name, tv_name, _download_root(name, data_dir))
         found = locate()
     if found is None:
         raise UserError(f"{name} not found (looked for {inner}/ or {archive} in "
@@ -326,10 +343,9 @@ def _load_digits() -> Dataset:
 
 # ------------------------------------------------------------------------------------------------ common
 
-def _download(name: str, tv_name: str) -> None:
+def _download(name: str, tv_name: str, root: Path) -> None:
     import torchvision.datasets as tvd
 
-    root = cache_dir(name)
     root.mkdir(parents=True, exist_ok=True)
     cls = getattr(tvd, tv_name)
     try:

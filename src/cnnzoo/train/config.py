@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
-from ..choices import DATASETS, NORMALIZE, OPTIMIZERS, PRECISIONS, PROGRESS, SCHEDULES, TTA_MODES, canonical_dataset
+from ..choices import DATASETS, INITS, NORMALIZE, OPTIMIZERS, PRECISIONS, PROGRESS, SCHEDULES, TTA_MODES, canonical_dataset
 from ..data.augment import AugmentConfig
 from ..errors import UserError
 
@@ -28,6 +28,8 @@ class ModelConfig:
     name: str = "lenet5"
     kwargs: Dict[str, Any] = field(default_factory=dict)  # architecture options: small_input, drop_rate, ...
     pretrained: Optional[str] = None  # weights to start from (see cnnzoo.transfer)
+    init: str = "paper"  # one of cnnzoo.choices.INITS: paper = the family's own (cnnzoo.builder.initialize)
+    warm_start: Optional[str] = None  # VGG: a run of a shallower VGG whose layers start this one (transfer.warm_start)
     freeze_until: Optional[str] = None  # freeze the stages up to and including this one (model_info stages)
     freeze: List[str] = field(default_factory=list)  # freeze parameters whose names match these wildcards
     freeze_bn: bool = False  # BatchNorm in eval mode with frozen affine parameters
@@ -60,6 +62,8 @@ class OptimConfig:
     eps: float = 1e-8
     alpha: float = 0.99  # rmsprop smoothing
     stage_lr_decay: Optional[float] = None  # discriminative rates: each earlier stage gets this x the next one's
+    sam: bool = False  # sharpness-aware minimisation around the optimiser above (Foret et al. 2021; 2 passes a step)
+    sam_rho: float = 0.05  # SAM's neighbourhood radius (the paper's default)
 
 
 @dataclass
@@ -124,6 +128,7 @@ RESUME_MUTABLE = {"train.epochs", "run.output", "run.progress", "run.tensorboard
 
 # Each list of choices is declared once, in cnnzoo.choices; validation here and argparse read it.
 CHOICES = {
+    "model.init": INITS,
     "data.name": DATASETS,
     "optim.name": OPTIMIZERS,
     "schedule.name": SCHEDULES,
@@ -263,6 +268,9 @@ def validate(cfg: Config) -> Config:
     need(cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "train.grad_clip must be positive or null")
     need(cfg.schedule.warmup_epochs >= 0, "schedule.warmup_epochs must be >= 0")
     need(0 < cfg.schedule.gamma <= 1, f"schedule.gamma must be in (0, 1], got {cfg.schedule.gamma}")
+    need(cfg.optim.sam_rho >= 0, f"optim.sam_rho is SAM's radius, >= 0, got {cfg.optim.sam_rho}")
+    need(not (cfg.model.warm_start and cfg.model.pretrained),
+         "model.warm_start and model.pretrained both give the starting weights; set one of them")
     need(cfg.optim.stage_lr_decay is None or 0 < cfg.optim.stage_lr_decay <= 1,
          "optim.stage_lr_decay must be in (0, 1]")
     need(cfg.data.per_class is None or cfg.data.per_class >= 1, "data.per_class must be at least 1")
@@ -274,6 +282,8 @@ def validate(cfg: Config) -> Config:
     need(0 <= cfg.schedule.warmup_start <= 1, f"schedule.warmup_start is a fraction of the peak rate, in [0, 1], "
          f"got {cfg.schedule.warmup_start}")
     need(0 < cfg.schedule.pct_start < 1, f"schedule.pct_start must be in (0, 1), got {cfg.schedule.pct_start}")
+    need("init" not in cfg.model.kwargs, f"model.kwargs.init: the initialisation is model.init "
+         f"(--set model.init={cfg.model.kwargs.get('init')}); remove it from model.kwargs")
     reserved = sorted(set(cfg.model.kwargs) & {"num_classes", "in_chans", "pretrained", "features_only", "out_indices"})
     need(not reserved, f"model.kwargs.{reserved[0] if reserved else ''} is set by the run itself (classes and channels come "
          "from the data, weights from model.pretrained); remove it from model.kwargs")

@@ -1,19 +1,24 @@
 """DistributedDataParallel through ``torch.distributed``: gloo on the CPU, NCCL on GPUs.
 
-Launched by ``torchrun`` (which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT);
-without those variables everything here is a no-op and training runs in one process.
+Launched by ``cnnzoo train --nproc N`` (:func:`launch`) or by ``torchrun`` (both set RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR, MASTER_PORT); without those variables everything here is a no-op and training
+runs in one process.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+from typing import List, Optional
 
 import torch
 import torch.distributed as tdist
 from torch import nn
 
 __all__ = ["init_from_env", "is_distributed", "rank", "world_size", "device_for_rank", "wrap", "all_reduce_sum",
-           "params_identical", "barrier"]
+           "params_identical", "barrier", "agreed_signal", "launch"]
 
 
 def is_distributed() -> bool:
@@ -76,3 +81,97 @@ def params_identical(model: nn.Module) -> bool:
 def barrier() -> None:
     if is_distributed():
         tdist.barrier()
+
+
+def agreed_signal(signum: Optional[int], device: torch.device) -> Optional[int]:
+    """The signal every rank stops for: the largest any rank received, or None when none did.
+
+    A signal reaches the ranks at slightly different moments; each rank calls this after every step so
+    that all of them stop after the same step (a rank that stopped alone would leave the others waiting
+    in their next all-reduce).
+    """
+    if not is_distributed():
+        return signum
+    t = torch.tensor([signum or 0], dtype=torch.int64, device=device)
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return int(t.item()) or None
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the worker gets SIGTERM when its launcher dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(nproc: int, args: List[str], grace: float = 60.0) -> int:
+    """Run ``python -m cnnzoo ARGS`` as ``nproc`` DDP workers on this machine, and wait for them.
+
+    The workers get the environment ``torchrun --standalone`` gives (RANK, LOCAL_RANK, WORLD_SIZE,
+    MASTER_ADDR/PORT on the loopback; OMP_NUM_THREADS = cores / nproc unless set), started by this process
+    so that it owns them: SIGINT and SIGTERM sent to it reach every worker, which checkpoint after the same
+    step (:func:`agreed_signal`) and exit as a single process does; if this process is killed outright the
+    kernel sends each worker SIGTERM, so no worker is left training on its own. When a worker fails the
+    others are stopped after ``grace`` seconds. Returns rank 0's exit status (128 + the signal after an
+    interruption), or the first failure's.
+    """
+    env = dict(os.environ, WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(_free_port()), GROUP_RANK="0", NODE_RANK="0")
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    pre = _die_with_parent if sys.platform.startswith("linux") else None
+    procs = [subprocess.Popen([sys.executable, "-m", "cnnzoo", *args], preexec_fn=pre,
+                              env=dict(env, RANK=str(r), LOCAL_RANK=str(r))) for r in range(nproc)]
+    received: List[int] = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = _wait_all(procs, grace)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    codes = [c if c >= 0 else 128 - c for c in codes]
+    if received and codes[0] != 0:
+        return 128 + received[0]
+    return codes[0] or next((c for c in codes if c), 0)
+
+
+def _wait_all(procs: List[subprocess.Popen], grace: float) -> List[int]:
+    """Wait for every worker; once one has failed, the rest get ``grace`` seconds, then SIGTERM, then SIGKILL."""
+    import time
+
+    deadline = None
+    while True:
+        codes = [p.poll() for p in procs]
+        if all(c is not None for c in codes):
+            return codes
+        if deadline is None and any(c not in (None, 0) for c in codes):
+            deadline = time.monotonic() + grace
+        if deadline is not None and time.monotonic() > deadline:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+            try:
+                for p in procs:
+                    p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                for p in procs:
+                    p.kill()
+            return [p.wait() for p in procs]
+        time.sleep(0.2)

@@ -1,13 +1,20 @@
-"""Optimisers and learning-rate schedules.
+"""Optimisers, sharpness-aware minimisation and learning-rate schedules.
 
 The schedule is a pure function of the optimisation step (``lr_factor``), so a resumed run needs
 only its step count to continue on exactly the same curve.
+
+:class:`SAM` (Foret, Kleiner, Mobahi, Neyshabur, "Sharpness-Aware Minimization for Efficiently Improving
+Generalization", ICLR 2021, https://arxiv.org/abs/2010.01412) wraps any base optimiser: the trainer's one
+``train_step`` computes the gradient, calls :meth:`SAM.perturb` (w -> w + rho g / ||g||, the first-order worst
+point of the rho-ball, eq. 2), computes the gradient again there (BatchNorm statistics left as they are:
+:func:`bn_stats_frozen`), calls :meth:`SAM.restore` and steps the base optimiser with that gradient (eq. 3).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Iterable, List
+from typing import Iterable, Iterator, List
 
 import torch
 from torch import nn
@@ -15,12 +22,13 @@ from torch import nn
 from typing import TYPE_CHECKING
 
 from ..choices import OPTIMIZERS
+from ..errors import ParamError
 
 if TYPE_CHECKING:  # the config imports the choices below; the types are only for the reader
     from .config import OptimConfig, ScheduleConfig
 
 
-__all__ = ["param_groups", "build_optimizer", "lr_factor", "set_lr"]
+__all__ = ["param_groups", "build_optimizer", "lr_factor", "set_lr", "SAM", "bn_stats_frozen"]
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False,
@@ -47,7 +55,12 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
 
 
 def build_optimizer(params: Iterable[dict], cfg: "OptimConfig") -> torch.optim.Optimizer:
-    groups = list(params)
+    """The optimiser ``cfg.name`` over ``params``, wrapped in :class:`SAM` when ``cfg.sam``."""
+    base = _base_optimizer(list(params), cfg)
+    return SAM(base, cfg.sam_rho) if getattr(cfg, "sam", False) else base
+
+
+def _base_optimizer(groups: List[dict], cfg: "OptimConfig") -> torch.optim.Optimizer:
     if not groups:
         raise ValueError("no trainable parameters: everything is frozen")
     if cfg.name == "sgd":
@@ -59,6 +72,103 @@ def build_optimizer(params: Iterable[dict], cfg: "OptimConfig") -> torch.optim.O
     if cfg.name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum)
     raise ValueError(f"unknown optimiser {cfg.name!r}; use one of {', '.join(OPTIMIZERS)}")
+
+
+class SAM(torch.optim.Optimizer):
+    """Sharpness-aware minimisation around ``base`` (any ``torch.optim`` optimiser), with radius ``rho``.
+
+    One update, as the trainer's ``train_step`` makes it::
+
+        loss(model(x), y).backward()     # g = grad L(w)
+        sam.perturb()                    # w <- w + e,  e = rho * g / ||g||  (one norm over every parameter)
+        loss(model(x), y).backward()     # g' = grad L(w + e)  (zero the gradients first)
+        sam.restore()                    # back to w (a copy of it, exactly)
+        sam.step()                       # the base optimiser's step with g' (clip g' first, if clipping)
+
+    ``param_groups`` and ``state`` are the base optimiser's own objects, so learning-rate schedules, gradient
+    clipping and a gradient scaler (fp16) act on the base optimiser through this one. :meth:`perturb` is invariant
+    to a gradient scaler's factor (``g / ||g||``), so it takes the still-scaled gradient; a non-finite gradient
+    gives no perturbation, and the scaler then skips the step as it would without SAM. ``state_dict`` is the base
+    optimiser's (the perturbation lives only inside one step), so checkpoints of SAM and plain runs have the
+    same form. Under DistributedDataParallel the first gradient is each replica's own (the trainer computes it
+    without synchronising): the paper's m-sharpness, with m the per-replica batch.
+    """
+
+    def __init__(self, base: torch.optim.Optimizer, rho: float = 0.05) -> None:
+        if not isinstance(base, torch.optim.Optimizer):
+            raise ParamError("base", type(base).__name__, "is not a torch.optim.Optimizer")
+        if not (isinstance(rho, (int, float)) and rho >= 0 and math.isfinite(rho)):
+            raise ParamError("rho", rho, "is SAM's neighbourhood radius: a number >= 0 (0.05 in the paper)")
+        self.base, self.rho = base, float(rho)
+        super().__init__(base.param_groups, base.defaults)
+        self.param_groups, self.state = base.param_groups, base.state  # one set, shared
+        self._perturbation: List[tuple] = []  # (parameter, its value before perturb) within one step
+
+    def _params(self) -> List[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+
+    @torch.no_grad()
+    def perturb(self) -> None:
+        """Move to the first-order worst point of the rho-ball: ``w + rho * g / ||g||`` (eq. 2 with p = 2)."""
+        if self._perturbation:
+            raise RuntimeError("SAM.perturb called twice without restore")
+        params = self._params()
+        if not params:
+            return
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params]))
+        # On the device, no sync: 0 for a zero or non-finite gradient (the scaler then skips the step).
+        scale = torch.where(torch.isfinite(norm) & (norm > 0), self.rho / norm.clamp_min(1e-12), 0.0)
+        for p in params:
+            e = torch.nan_to_num(p.grad.float() * scale, nan=0.0, posinf=0.0, neginf=0.0).to(p.dtype)
+            self._perturbation.append((p, p.detach().clone()))
+            p.add_(e)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Back to ``w`` exactly (a copy, not ``(w + e) - e``), keeping the gradient computed at the perturbed point."""
+        for p, w in self._perturbation:
+            p.copy_(w)
+        self._perturbation = []
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        if self._perturbation:
+            raise RuntimeError("SAM.step called at the perturbed point: call restore() first")
+        return self.base.step(closure)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self):  # type: ignore[override]
+        return self.base.state_dict()
+
+    def load_state_dict(self, state_dict) -> None:  # type: ignore[override]
+        self.base.load_state_dict(state_dict)
+        self.param_groups, self.state = self.base.param_groups, self.base.state
+
+    def __repr__(self) -> str:
+        return f"SAM(rho={self.rho}, base={self.base!r})"
+
+
+@contextlib.contextmanager
+def bn_stats_frozen(model: nn.Module) -> Iterator[None]:
+    """BatchNorm running statistics (and batch counts) untouched by the forward passes inside the block.
+
+    SAM's second forward pass sees the same batch at the perturbed weights; its statistics would count the
+    batch twice, and at weights the network never has.
+    """
+    saved = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.training:
+            saved.append((m, m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()))
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum, count in saved:
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
 
 
 def lr_factor(step: int, steps_per_epoch: int, epochs: int, cfg: "ScheduleConfig") -> float:

@@ -27,19 +27,20 @@ import torch
 import yaml
 from torch import nn
 
-from ..builder import InputPlan, create_model, plan_input
+from ..builder import InputPlan, create_model, plan_input, warm_start
 from ..data import Dataset, Loader, load_dataset, make_loader, split_validation, take_per_class
 from ..data.base import Split
 from ..errors import UserError
 from ..hub import IMAGENET_MEAN, IMAGENET_STD, weights_preprocessing
-from ..io import RunDir, is_weights_spec, load_weights, save_weights, storage_error, write_text
+from ..io import (RunDir, is_weights_spec, load_weights, read_weights_meta, save_weights, storage_error,
+                  write_text)
 from ..runtime import autocast, precision_name, resolve_device, resolve_precision
 from . import distributed as dist
 from .config import Config, config_from_dict, config_to_dict, resume_conflicts, validate
 from .evaluate import evaluate
 from .freeze import format_table, freeze, freeze_bn, stage_lr_scale, trainable_table
 from .losses import classification_loss
-from .optim import build_optimizer, lr_factor, param_groups, set_lr
+from .optim import SAM, bn_stats_frozen, build_optimizer, lr_factor, param_groups, set_lr
 
 __all__ = ["fit", "prepare_run_dir", "TrainingDiverged", "Interrupted", "Splits", "Loaders", "load_splits",
            "build_model", "build_loaders", "build_optimizer_and_ema"]
@@ -98,14 +99,17 @@ def load_splits(cfg: Config) -> Splits:
     return Splits(ds, train, val, ds.test)
 
 
-def build_model(cfg: Config, splits: Splits, plan: InputPlan,
-                log: Callable[[str], None]) -> Tuple[nn.Module, Optional[Dict[str, float]]]:
-    """The model (pretrained weights loaded, frozen parts frozen) and its per-stage learning-rate scales."""
+def build_model(cfg: Config, splits: Splits, plan: InputPlan, log: Callable[[str], None],
+                resuming: bool = False) -> Tuple[nn.Module, Optional[Dict[str, float]]]:
+    """The model (initialised by ``model.init``, pretrained or warm-started weights loaded, frozen parts frozen)
+    and its per-stage learning-rate scales. A resumed run skips the warm start: its checkpoint has the weights."""
     model = create_model(cfg.model.name, num_classes=len(splits.classes), in_chans=splits.dataset.in_chans,
-                         pretrained=cfg.model.pretrained, **plan.kwargs)
+                         pretrained=cfg.model.pretrained, init=cfg.model.init, **plan.kwargs)
     report = getattr(model, "pretrained_report", None)
     if report is not None:
         log(report.summary())
+    if cfg.model.warm_start and not resuming:
+        log(warm_start(model, cfg.model.warm_start).summary())
     if cfg.model.freeze_bn:
         log(f"BatchNorm frozen: {freeze_bn(model)} layers keep their statistics and affine parameters")
     frozen = freeze(model, cfg.model.freeze_until, cfg.model.freeze)
@@ -286,7 +290,7 @@ class Trainer:
             self.log(plan.note)
         self.image_size = (plan.image_size, plan.image_size)
 
-        model, lr_scale = build_model(cfg, self.splits, plan, self.log)
+        model, lr_scale = build_model(cfg, self.splits, plan, self.log, resuming=self.resume)
         self.amp_dtype = resolve_precision(cfg.train.precision, self.device, model)
         self.aux_weight = cfg.train.aux_weight if cfg.train.aux_weight is not None else getattr(model, "aux_weight", 0.0)
         self.in_chans = model.in_chans
@@ -333,7 +337,8 @@ class Trainer:
                 f"{loaders.train.num_samples * self.world:,} train, "
                 f"{loaders.val.num_samples if loaders.val else 0:,} val | "
                 f"{self.image_size[0]}px, {batch}, {self.device}, {precision_name(self.amp_dtype)}"
-                f"{', channels_last' if cfg.train.channels_last else ''}")
+                f"{', channels_last' if cfg.train.channels_last else ''}"
+                f"{f', {cfg.optim.name} + SAM (rho {cfg.optim.sam_rho:g})' if cfg.optim.sam else ''}")
 
     # --------------------------------------------------------------------------------- checkpoints
 
@@ -377,7 +382,14 @@ class Trainer:
         ck, weights, st, note = self.run.load_checkpoint()
         if note:
             self.log(note)
-        self.model.load_state_dict(weights)
+        try:
+            self.model.load_state_dict(weights)
+        except RuntimeError as e:  # weights of another model copied into the run's checkpoints
+            owner = (read_weights_meta(ck / RunDir.WEIGHTS) or {}).get("model", "another model")
+            detail = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))[:160]
+            raise UserError(f"{ck} holds weights of {owner}, not of this run's {self.cfg.model.name} ({detail}); "
+                            f"remove that checkpoint to resume from the one before, or start again with "
+                            f"--overwrite") from None
         self.optimizer.load_state_dict(st["optimizer"])
         self.scaler.load_state_dict(st["scaler"])
         torch.set_rng_state(st["rng_cpu"])
@@ -392,18 +404,31 @@ class Trainer:
         self.best_val, self.best_epoch = float(st.get("best_val", -1.0)), int(st.get("best_epoch", 0))
         # Checkpoints of older versions have no wall time: their training time is the best lower bound.
         self.wall_before = float(st.get("wall_seconds", st["train_seconds"]))
+        if self.epoch >= self.cfg.train.epochs:  # stopped between its last checkpoint and results.json
+            self.log(f"resuming {self.run_dir} from {ck.name}: training is done, finishing the run (test pass, "
+                     "weights, results)")
+            return
         where = f"epoch {self.epoch + 1}, batch {self.batch_in_epoch}" if self.batch_in_epoch else f"epoch {self.epoch + 1}"
         self.log(f"resuming {self.run_dir} from {ck.name}: continuing at {where}")
 
     # --------------------------------------------------------------------------------- the loop
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """One optimisation step: forward, loss, backward, update, EMA; the sums stay on the device."""
+        """One optimisation step: forward, loss, backward, update, EMA; the sums stay on the device.
+
+        With SAM (``optim.sam``) the update uses the gradient at the perturbed weights (:class:`~.optim.SAM`): a
+        second forward and backward of the same batch between ``perturb`` and ``restore``. The loss and accuracy
+        recorded are the first pass's, at the weights the step starts from.
+        """
         cfg = self.cfg
-        with autocast(self.device, self.amp_dtype):
-            loss, logits = classification_loss(self.step_model(x), y, cfg.train.label_smoothing, self.aux_weight)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        sam = self.optimizer if isinstance(self.optimizer, SAM) else None
+        # The first SAM gradient is each replica's own under DDP (the paper's m-sharpness): no all-reduce.
+        loss, logits = self._backward(x, y, sync=sam is None)
+        if sam is not None:
+            sam.perturb()
+            with bn_stats_frozen(self.model):
+                self._backward(x, y)
+            sam.restore()
         if cfg.train.grad_clip:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
@@ -412,6 +437,17 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.running.add(loss.detach(), logits.detach(), y, self.step)
+
+    def _backward(self, x: torch.Tensor, y: torch.Tensor, sync: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Forward (autocast), loss, fresh gradients by backward (scaled for fp16); returns (loss, logits)."""
+        no_sync = getattr(self.step_model, "no_sync", None)
+        with contextlib.nullcontext() if sync or no_sync is None else no_sync():
+            with autocast(self.device, self.amp_dtype):
+                loss, logits = classification_loss(self.step_model(x), y, self.cfg.train.label_smoothing,
+                                                   self.aux_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        return loss, logits
 
     def _check_finite(self, lr: float) -> None:
         bad = int(self.running.first_bad_step)
@@ -432,6 +468,11 @@ class Trainer:
                                  img_s=f"{seen * self.world / max(elapsed, 1e-9):,.0f}")
         else:
             self.progress.update()
+
+    def _stop_agreed(self) -> Optional[int]:
+        """The signal to stop for, the same on every rank (see ``distributed.agreed_signal``)."""
+        self._stop = dist.agreed_signal(self._stop, self.device)
+        return self._stop
 
     def _stop_mid_epoch(self, t0: float) -> None:
         self.progress.close()
@@ -460,7 +501,7 @@ class Trainer:
             self.batch_in_epoch = i + 1
             seen += y.numel()
             self._show_progress(i, lr, seen, t0, sync_every)
-            if self._stop is not None:
+            if self._stop_agreed() is not None:
                 self._stop_mid_epoch(t0)
         self.progress.close()
         self._check_finite(lr)
@@ -500,10 +541,12 @@ class Trainer:
                 self._write_metrics(row)
                 self._track_best(row)
                 stop_early = self._stops_early()
-                if self.epoch % cfg.run.checkpoint_every == 0 or self.epoch == cfg.train.epochs or stop_early:
+                stop = self._stop_agreed()
+                if (self.epoch % cfg.run.checkpoint_every == 0 or self.epoch == cfg.train.epochs or stop_early
+                        or stop is not None):
                     self.save(f"epoch-{self.epoch:04d}")
-                if self._stop is not None:
-                    raise Interrupted(self._stop, self.run_dir)
+                if stop is not None:
+                    raise Interrupted(stop, self.run_dir)
                 if stop_early:
                     break
         finally:
@@ -641,7 +684,9 @@ def prepare_run_dir(cfg: Config, resume: Optional[str], overwrite: bool) -> Tupl
         if bad:
             raise UserError(f"cannot resume {run} with a changed config: {'; '.join(bad[:3])}; "
                             "start a new run (--output NEW_DIR) instead")
-        if done >= cfg.train.epochs:
+        # Killed after its last checkpoint but before results.json: resuming runs the test pass and writes it.
+        unfinished = done == cfg.train.epochs and not run.results.is_file()
+        if done >= cfg.train.epochs and not unfinished:
             what = "has finished its" if run.results.is_file() else "has trained"
             raise UserError(f"{run} {what} {done} epochs, so --resume has nothing to do; to train on, pass --epochs "
                             f"with more than {done} (nothing was changed)")
