@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -167,8 +168,6 @@ def main() -> int:
         ref, out = work / f"ref-{precision}", work / f"killed-{precision}"
         startup, span = reference_run(args, ref, precision)
         if out.exists():
-            import shutil
-
             shutil.rmtree(out)
         counts = killed_run(args, out, precision, startup, span, rng)
         result = {"precision": precision, "reference_seconds": round(startup + span, 1), **counts,

@@ -284,16 +284,14 @@ def test_a_missing_data_dir_is_never_replaced_by_another_copy(tmp_path, capsys):
 
 
 def test_a_truncated_gzip_stream_is_refused(tmp_path, capsys):
-    import gzip
+    from test_reliability import _idx
 
     d = tmp_path / "mnist"
     d.mkdir()
     for split, n in (("train", 50), ("t10k", 10)):
-        images = bytes([0, 0, 8, 3]) + n.to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(range(256)) * (
-            n * 784 // 256) + bytes(n * 784 % 256)
-        labels = bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + bytes(i % 10 for i in range(n))
-        (d / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(images))
-        (d / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+        _idx(d / f"{split}-images-idx3-ubyte.gz", bytes(range(256)) * (n * 784 // 256) + bytes(n * 784 % 256),
+             (n, 28, 28))
+        _idx(d / f"{split}-labels-idx1-ubyte.gz", bytes(i % 10 for i in range(n)), (n,))
     whole = (d / "train-images-idx3-ubyte.gz").read_bytes()
     (d / "train-images-idx3-ubyte.gz").write_bytes(whole[: len(whole) * 2 // 3])  # a download cut short
     assert main(["train", "--data", "mnist", "--data-dir", str(d), "--epochs", "1", *QUIET]) == 2

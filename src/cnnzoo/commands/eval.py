@@ -34,12 +34,12 @@ def run_settings(spec: str) -> dict:
     """What a run's own test pass used (its ``config.yaml``): data, data directory, precision, TTA, batch size,
     memory format. Empty for a weights file, or a run directory without a config."""
     from ..io import RunDir
-    from ..train.config import config_from_dict, load_yaml
+    from ..train.config import load_config
 
     run = RunDir(spec)
     if not Path(spec).is_dir() or not run.config.is_file():
         return {}
-    cfg = config_from_dict(load_yaml(run.config) or {})
+    cfg = load_config(str(run.config))
     return {"data": cfg.data.name, "data_dir": cfg.data.dir, "precision": cfg.train.precision, "tta": cfg.train.tta,
             "batch_size": cfg.data.eval_batch_size or 2 * cfg.data.batch_size,
             "channels_last": cfg.train.channels_last}
@@ -112,10 +112,12 @@ def run(args: argparse.Namespace) -> int:
         model, meta = load_model(spec, device)
         rm = run_meta(meta, model)
         own = run_settings(spec)
-        data = args.data or meta.get("data") or own.get("data")
+        recorded = meta.get("data") or own.get("data")
+        data = args.data or recorded
         if not data:
             raise UserError(f"{spec} does not say which data it was trained on; pass --data")
-        same_data = canonical_dataset(data) == canonical_dataset(own.get("data") or meta.get("data") or data)
+        # The run's data directory serves only the run's own dataset.
+        same_data = recorded and canonical_dataset(data) == canonical_dataset(recorded)
         data_dir = args.data_dir or (own.get("data_dir") if same_data else None)
         amp_dtype = resolve_precision(args.precision or own.get("precision") or "auto", device, model)
         tta = args.tta or own.get("tta")

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import List, Optional
 
 import torch
@@ -154,8 +155,6 @@ def launch(nproc: int, args: List[str], grace: float = 60.0) -> int:
 
 def _wait_all(procs: List[subprocess.Popen], grace: float) -> List[int]:
     """Wait for every worker; once one has failed, the rest get ``grace`` seconds, then SIGTERM, then SIGKILL."""
-    import time
-
     deadline = None
     while True:
         codes = [p.poll() for p in procs]

@@ -36,7 +36,7 @@ from ..io import (RunDir, is_weights_spec, load_weights, read_weights_meta, save
                   write_text)
 from ..runtime import autocast, precision_name, resolve_device, resolve_precision
 from . import distributed as dist
-from .config import Config, config_from_dict, config_to_dict, resume_conflicts, validate
+from .config import Config, config_to_dict, load_config, resume_conflicts
 from .evaluate import evaluate
 from .freeze import format_table, freeze, freeze_bn, stage_lr_scale, trainable_table
 from .losses import classification_loss
@@ -679,7 +679,7 @@ def prepare_run_dir(cfg: Config, resume: Optional[str], overwrite: bool) -> Tupl
         if done is None:
             raise UserError(f"cannot resume {run}: it stopped before its first checkpoint, so there is nothing to "
                             f"continue; start it again with `cnnzoo train -c {run.config} --output {run} --overwrite`")
-        stored = validate(config_from_dict(yaml.safe_load(run.config.read_text())))
+        stored = load_config(str(run.config))  # the recipe reader: a damaged config.yaml is one line naming it
         bad = resume_conflicts(stored, cfg)
         if bad:
             raise UserError(f"cannot resume {run} with a changed config: {'; '.join(bad[:3])}; "
