@@ -81,7 +81,7 @@ def test_generic_schemes_differ_from_the_papers():
     paper = create_model("nin", num_classes=10, in_chans=1)
     torch.manual_seed(0)
     xavier = create_model("nin", num_classes=10, in_chans=1, init="xavier_uniform")
-    w0, w1 = paper.classifier.weight, xavier.classifier.weight
+    w0, w1 = paper.classifier.weight.detach(), xavier.classifier.weight.detach()
     assert float(w0.std()) == pytest.approx(math.sqrt(2 / 10), rel=0.1)  # fan-out of a 1x1 conv to 10 maps
     assert float(w1.abs().max()) <= math.sqrt(6 / (192 + 10))
     assert xavier.init_scheme == "xavier_uniform" and paper.init_scheme == "paper"
@@ -295,7 +295,8 @@ def test_sam_run_trains_and_resumes_exactly(tmp_path):
     _sam_run(tmp_path / "part", 2)
     resumed = fit(load_config(str(tmp_path / "part" / "config.yaml"), {"train.epochs": 4}),
                   resume=str(tmp_path / "part"), log=lambda s: None)
-    a, b = load_weights(tmp_path / "full" / "model.safetensors")[0], load_weights(tmp_path / "part" / "model.safetensors")[0]
+    a = load_weights(tmp_path / "full" / "model.safetensors")[0]
+    b = load_weights(tmp_path / "part" / "model.safetensors")[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["val_top1"] == full["val_top1"]
 
@@ -352,13 +353,15 @@ def test_warm_start_between_batchnorm_nets_copies_their_statistics():
 
 @pytest.mark.parametrize("source,target,message", [
     (lambda: _vgg("resnet18", 1), lambda: _vgg("vgg16", 2), r"is a resnet18, not a VGG"),
-    (lambda: _vgg("vgg11_bn", 1), lambda: _vgg("vgg16", 2), r"cannot start vgg16: vgg11_bn has BatchNorm and vgg16 has none"),
+    (lambda: _vgg("vgg11_bn", 1), lambda: _vgg("vgg16", 2),
+     r"cannot start vgg16: vgg11_bn has BatchNorm and vgg16 has none"),
     (lambda: _vgg("vgg11", 1), lambda: _vgg("vgg16_bn", 2), r"vgg11 has no BatchNorm and vgg16_bn has"),
     (lambda: _vgg("vgg11", 1, in_chans=3), lambda: _vgg("vgg16", 2),
      r"does not fit vgg16: its conv1_1 \(features.0.weight\) is 64x3x3x3, vgg16's is 64x1x3x3"),
     (lambda: _vgg("vgg11", 1, num_classes=5), lambda: _vgg("vgg16", 2), r"its fc8 \(classifier.6.weight\) is 5x512"),
     (lambda: _vgg("vgg16", 1), lambda: _vgg("vgg11", 2), r"cannot start vgg11 from vgg16: vgg11 has no conv1_2"),
-    (lambda: _vgg("vgg11", 1), lambda: _vgg("resnet18", 2), r"cannot start resnet18: warm start maps the layers of VGG"),
+    (lambda: _vgg("vgg11", 1), lambda: _vgg("resnet18", 2),
+     r"cannot start resnet18: warm start maps the layers of VGG"),
 ])
 def test_warm_start_refuses_what_it_cannot_map(source, target, message):
     src, tgt = source(), target()

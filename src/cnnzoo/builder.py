@@ -203,7 +203,7 @@ _TORCHVISION_SCHEMES: Tuple[Tuple[str, Any], ...] = (
                                 special=_inception_aux_fc)),
     ("mobilenet_v2", _tv_scheme(_FAN_OUT, lambda w: nn.init.normal_(w, 0, 0.01))),
     ("mobilenet_v3", _tv_scheme(_FAN_OUT, lambda w: nn.init.normal_(w, 0, 0.01))),
-    ("efficientnet", _tv_scheme(_FAN_OUT, lambda w: nn.init.uniform_(w, -1 / w.shape[0] ** 0.5, 1 / w.shape[0] ** 0.5))),
+    ("efficientnet", _tv_scheme(_FAN_OUT, lambda w: nn.init.uniform_(w, -w.shape[0] ** -0.5, w.shape[0] ** -0.5))),
     ("squeezenet", _tv_scheme(nn.init.kaiming_uniform_, None, special=_squeezenet_final)),
 )
 

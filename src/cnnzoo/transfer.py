@@ -28,8 +28,8 @@ from .train.freeze import format_table, freeze, freeze_bn, stage_lr_scale, train
 from .train.trainer import fit, prepare_run_dir
 from .viz.curves import plot_run_curves
 
-__all__ = ["finetune", "warm_start", "WarmStart", "LoadReport", "read_state_dict", "load_pretrained", "adapt_input_conv", "freeze",
-           "freeze_bn", "trainable_table", "format_table", "stage_lr_scale"]
+__all__ = ["finetune", "warm_start", "WarmStart", "LoadReport", "read_state_dict", "load_pretrained", "adapt_input_conv",
+           "freeze", "freeze_bn", "trainable_table", "format_table", "stage_lr_scale"]
 
 
 def _first_frozen_stage(stages: List[str], unfreeze: str) -> Optional[str]:

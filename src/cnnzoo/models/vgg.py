@@ -122,8 +122,10 @@ class VGG(SequentialHeadModel):
                              f"start copies a VGG's layers into a deeper VGG (section 3.1); pass a run of vgg11")
         theirs = source.model_name or "the source"
         if source.has_norm != self.has_norm:
-            which = (f"{theirs} has BatchNorm and {mine} has none: start {mine} from a plain VGG's run" if source.has_norm
-                     else f"{theirs} has no BatchNorm and {mine} has: start {mine} from a {theirs}_bn run")
+            if source.has_norm:
+                which = f"{theirs} has BatchNorm and {mine} has none: start {mine} from a plain VGG's run"
+            else:
+                which = f"{theirs} has no BatchNorm and {mine} has: start {mine} from a {theirs}_bn run"
             raise ValueError(f"cannot start {mine}: {which}")
         convs = [n for n in source.layer_table if n.startswith("conv")][:WARM_START_CONVS]
         names = convs + ["fc6", "fc7", "fc8"]
