@@ -40,7 +40,8 @@ thread count: their trained numbers and the precision word are volatile (``TRAIN
 
 Not generated (too slow on a CPU, or they need Fashion-MNIST training or a GPU), so left as hand-made text:
 docs/compare.md's three Fashion-MNIST runs, docs/viz.md's bn_convnet pictures and errors, docs/export.md's
-trained resnet20, the benchmark scripts' tables (docs/transfer.md, benchmarks/RESULTS.md).
+trained resnet20, docs/training.md's VGG warm start (it needs a 12-epoch Fashion-MNIST run of vgg11 first), the
+benchmark scripts' tables (docs/transfer.md, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -236,6 +237,9 @@ EXAMPLES: List[Example] = [
     Example("training-non-finite", "docs/training.md",
             [cmd("train --model resnet20 --data digits --lr 1e6 --epochs 3 --output runs/r20-lr1e6")],
             status=2, volatile=TRAINED),
+    Example("training-sam", "docs/training.md",
+            [cmd("train --model lenet5 --data digits --epochs 3 --set optim.sam=true --output runs/lenet5-sam")],
+            select=[slice(0, 3), "..."], volatile=TRAINED),
     Example("training-eval", "docs/training.md", [cmd("eval runs/lenet5-digits")], setup=["lenet5-digits"],
             select=[slice(0, 4), "...", -1], volatile=TRAINED),
     Example("training-predict", "docs/training.md", [cmd("predict runs/lenet5-digits digits:3 my_digit.png -k 3")],

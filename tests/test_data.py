@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 import pickle
+import re
 import struct
 import tarfile
 from pathlib import Path
@@ -272,7 +273,7 @@ def test_folder_dataset(tmp_path):
     (root / "train" / "dog" / "notes.txt").write_text("not an image")  # ignored: not an image extension
     ds = load_dataset("folder", str(root))
     assert ds.classes == ["cat", "dog", "emu"] and ds.in_chans == 3 and ds.image_size == (12, 10)
-    assert isinstance(ds.train, FolderData) and len(ds.train) == 12 and len(ds.test) == 6
+    assert isinstance(ds.train, FolderData) and len(ds.train) == 12 and len(ds.val) == 6 and ds.test is None
     assert ds.mean == (0.485, 0.456, 0.406)
     loader = make_loader(ds.train, batch_size=5, train=False, image_size=(16, 16), mean=ds.mean, std=ds.std,
                          num_workers=0)
@@ -307,7 +308,8 @@ def test_folder_unreadable_files(tmp_path, capsys):
     (x, y), = batches(loader)
     assert len(y) == 12
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("cnnzoo: warning: skipping unreadable image ") and "broken.png" in err[0]
+    assert len(err) == 2 and err[0].startswith("cnnzoo: warning: skipping unreadable image ") and "broken.png" in err[0]
+    assert re.fullmatch(r"cnnzoo: warning: 1 of \d+ images unreadable, skipped", err[1]), err[1]
     (root / "train" / "dog" / "broken2.jpg").write_bytes(b"garbage")
     ds = load_dataset("folder", str(root))
     loader = make_loader(ds.train, batch_size=20, train=False, image_size=(8, 8), mean=ds.mean, std=ds.std,

@@ -235,3 +235,21 @@ def test_readme_python_lines_run_as_written(tmp_path, monkeypatch):
     assert scope["features"].shape == (8, 512, 4, 4)
     assert scope["backbone"].feature_info.channels() == [64, 256, 512, 1024, 2048]
     assert scope["model"].pretrained_report.resized and scope["tuned"].fc.out_features == 10
+
+
+def test_the_augmentation_pictures_are_what_the_script_draws(tmp_path):
+    """docs/img/augment_*.png come from docs/augment_pictures.py (seeded): a rerun draws the same pictures."""
+    import numpy as np
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("cnnzoo_docs_augment", ROOT / "docs" / "augment_pictures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    written = mod.write(tmp_path, 96)
+    assert written and all(p.stat().st_size > 10_000 for p in written)
+    for p in written:
+        new = np.asarray(Image.open(p).convert("RGB"), dtype=np.float64)
+        old = np.asarray(Image.open(ROOT / "docs" / "img" / p.name).convert("RGB"), dtype=np.float64)
+        assert new.shape == old.shape, p.name
+        # Same draws, same pixels; a little room for another matplotlib's text antialiasing.
+        assert np.abs(new - old).mean() < 1.0, f"{p.name} differs: rerun python docs/augment_pictures.py"

@@ -32,7 +32,7 @@ def _folder(root: Path) -> None:
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for split, n in (("train", 12), ("val", 4)):
+    for split, n in (("train", 12), ("test", 4)):
         for c, shade in (("dark", 40), ("light", 200)):
             (root / split / c).mkdir(parents=True)
             for i in range(n):

@@ -361,7 +361,7 @@ def test_a_kill_between_latest_and_pruning_is_finished_on_resume(tmp_path, monke
     next resume removes (never the one it resumes from, nor the user's own files)."""
     run = RunDir(tmp_path / "run")
     model = torch.nn.Linear(2, 2)
-    monkeypatch.setattr(RunDir, "_prune", lambda self, current, keep: None)  # the process dies before pruning
+    monkeypatch.setattr(RunDir, "_prune", lambda self, current, keep, protect=(): None)  # the process dies before pruning
     for epoch in (1, 2, 3):
         run.save_checkpoint(f"epoch-{epoch:04d}", model, {"epoch": epoch}, {})
     (run.checkpoints / "my-copy").mkdir()

@@ -258,7 +258,7 @@ def test_keep_best_and_early_stopping(tmp_path, capsys):
     # A rate of 1e-12 leaves the predictions as they were: epoch 1 stays the best, and two epochs later it stops.
     assert res["epochs"] == 3 and res["best_epoch"] == 1 and res["weights_epoch"] == 1
     assert "early stopping after epoch 3" in capsys.readouterr().out
-    best, _ = load_weights(tmp_path / "es" / "best.safetensors")
+    best, _ = load_weights(tmp_path / "es" / "checkpoints" / "best" / "model.safetensors")
     final, _ = load_weights(tmp_path / "es" / "model.safetensors")
     assert all(torch.equal(best[k], final[k]) for k in best)
     from cnnzoo.errors import UserError

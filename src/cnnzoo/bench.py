@@ -50,6 +50,7 @@ from torch import nn
 from .builder import create_model, model_info, plan_input
 from .choices import BENCH_PRECISIONS
 from .errors import UserError
+from .io import Progress
 from .registry import list_models
 from .runtime import autocast, precision_name, resolve_device, resolve_precision
 from .train.losses import classification_loss
@@ -287,7 +288,7 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
               device: str = "cpu", precision: str = "auto", channels_last: bool = True, fold_bn: bool = True,
               vs: Optional[str] = None, repeats: int = 5, steps: int = 10, warmup: int = 3,
               num_classes: int = 1000, modes: Tuple[str, ...] = MODES, seed: int = 0,
-              log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+              log: Optional[Callable[[str], None]] = None, progress: str = "none") -> Dict[str, Any]:
     """Measure model ``name``; with ``vs="torchvision"`` also torchvision's twin, as-is and with our settings.
 
     Args:
@@ -307,6 +308,9 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
         modes: ``("infer", "train")`` or either one.
         seed: seeds the weights, the input batch and the targets.
         log: progress messages.
+        progress: a bar over the timed runs (:data:`cnnzoo.choices.PROGRESS`; ``none``, the default, for library
+            callers; ``auto`` draws it only on a terminal, on stderr). With a bar the per-round messages are left
+            out of ``log``: the bar counts the rounds.
 
     Returns:
         A flat dict: the settings, ``infer_img_s``/``train_img_s``/``*_peak_mib`` of cnnzoo's model, the
@@ -403,10 +407,17 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
                     runs[-1].step()
                 if key == "ours" and mode == "infer":
                     folded = runs[-1].folded
-            for r in range(repeats):
-                say(f"{name}: {mode}: timed round {r + 1}/{repeats}")
-                for run in (runs if r % 2 == 0 else runs[::-1]):
-                    samples[run.key][mode].append(batch * steps / run.timed(steps))
+            bar = Progress(progress, unit="run")
+            bar.start(repeats * len(runs), f"{name}: {mode}")
+            try:
+                for r in range(repeats):
+                    if bar.bar is None:
+                        say(f"{name}: {mode}: timed round {r + 1}/{repeats}")
+                    for run in (runs if r % 2 == 0 else runs[::-1]):
+                        samples[run.key][mode].append(batch * steps / run.timed(steps))
+                        bar.update()
+            finally:
+                bar.close()
             run = None  # every timed model freed before the memory pass's baselines
             runs.clear()
             # Memory last, each variant built afresh: one-time library set-up (kernel code, thread pools,

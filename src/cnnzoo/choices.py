@@ -4,7 +4,7 @@ each choice read them from here.
 Plain data, importable without PyTorch, so ``cnnzoo --help`` builds its parser without loading it.
 """
 
-__all__ = ["DATASETS", "DATASET_ALIASES", "canonical_dataset", "PRECISIONS", "BENCH_PRECISIONS", "OPTIMIZERS", "SCHEDULES", "INITS", "TTA_MODES", "PROGRESS", "NORMALIZE"]
+__all__ = ["DATASETS", "DATASET_ALIASES", "canonical_dataset", "PRECISIONS", "BENCH_PRECISIONS", "OPTIMIZERS", "SCHEDULES", "PLATEAU_METRICS", "INITS", "TTA_MODES", "PROGRESS", "NORMALIZE"]
 
 # cnnzoo.data.sources.load_dataset
 DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "folder")
@@ -16,7 +16,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BENCH_PRECISIONS = ("auto", "fp32", "bf16")
 # cnnzoo.train.optim.build_optimizer and lr_factor
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "onecycle")
+SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "onecycle", "plateau")
+# cnnzoo.train.optim.plateau_steps: the validation number the plateau schedule watches (accuracy up, loss down).
+PLATEAU_METRICS = ("val_acc", "val_loss")
 # cnnzoo.builder.create_model(init=): the family's own initialisation (paper), torchvision's scheme for models with
 # a torchvision twin, or one scheme for every convolution and linear layer (biases 0, norms 1 and 0).
 INITS = ("paper", "torchvision", "xavier_uniform", "xavier_normal", "kaiming_fan_in", "kaiming_fan_out")
@@ -25,7 +27,7 @@ TTA_MODES = ("flip", "tencrop")
 # cnnzoo.train.trainer: the statistics inputs are normalised with: auto (the pretrained weights' where known,
 # else the dataset's), dataset, weights (an error where unknown), imagenet.
 NORMALIZE = ("auto", "dataset", "weights", "imagenet")
-# cnnzoo.train.trainer: a progress bar on a terminal (auto), always (bar), never (none).
+# cnnzoo.io.Progress (the trainer, eval, benchmark, compare): a bar on a terminal (auto), always (bar), never (none).
 PROGRESS = ("auto", "bar", "none")
 
 

@@ -16,10 +16,11 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -42,6 +43,8 @@ __all__ = [
     "stored_meta",
     "RunLock",
     "DamagedFile",
+    "progress_enabled",
+    "Progress",
 ]
 
 FORMAT = "cnnzoo/1"
@@ -220,6 +223,7 @@ class RunDir:
         model.safetensors    final weights + metadata     results.json    the run's numbers
         curves.png           loss/accuracy curves         tensorboard/    event files
         checkpoints/<tag>/   model.safetensors, state.pt  checkpoints/LATEST  the newest tag
+        checkpoints/best/    model.safetensors of the best validation epoch (epoch, val_acc in its metadata)
         eval/                confusion matrix of eval     stage1/, stage2/    a fine-tune's stages
     """
 
@@ -231,9 +235,12 @@ class RunDir:
     tensorboard = _File("tensorboard")
     checkpoints = _File("checkpoints")
     eval_dir = _File("eval")
-    best = _File("best.safetensors")  # the weights of the best validation epoch (train.keep_best)
+    best = _File("checkpoints/best")  # the best validation epoch's weights: save_best, best_weights
+    legacy_best = _File("best.safetensors")  # where runs before checkpoints/best/ kept them (train.keep_best)
     # Inside checkpoints/: the pointer, and each checkpoint's two files.
     LATEST, WEIGHTS, STATE = "LATEST", "model.safetensors", "state.pt"
+    # The key of a checkpoint's state that names the checkpoints pruning must keep (train.keep_top).
+    PROTECTED = "protected_checkpoints"
 
     def __init__(self, root: PathLike) -> None:
         self.root = Path(root)
@@ -339,18 +346,20 @@ class RunDir:
 
     KEEP = 2  # checkpoints kept: the newest and the one before it (the fallback when the newest is damaged)
 
-    def _prune(self, current: Path, keep: int) -> None:
-        """Remove cnnzoo's own checkpoints older than the newest ``keep``, never ``current``."""
+    def _prune(self, current: Path, keep: int, protect: Iterable[str] = ()) -> None:
+        """Remove cnnzoo's own checkpoints older than the newest ``keep``, never ``current`` or a ``protect`` tag."""
+        spare = {current.name, *protect}
         for d in self.own_checkpoints()[:-keep]:
-            if d.name != current.name:
+            if d.name not in spare:
                 shutil.rmtree(d, ignore_errors=True)
 
     def save_checkpoint(self, tag: str, model: nn.Module, state: Dict[str, Any], meta: Dict[str, Any],
                         keep: int = KEEP) -> Path:
         """Write ``checkpoints/<tag>/{model.safetensors,state.pt}`` then point ``checkpoints/LATEST`` at it.
 
-        Pruning keeps the newest ``keep`` and removes only directories named as cnnzoo names its checkpoints
-        (a user's ``checkpoints/my-best-copy`` stays), never through a symbolic link.
+        Pruning keeps the newest ``keep`` and the tags listed under ``state[RunDir.PROTECTED]`` (the best
+        validation epochs of ``train.keep_top``), and removes only directories named as cnnzoo names its checkpoints
+        (a user's ``checkpoints/my-best-copy`` and ``checkpoints/best/`` stay), never through a symbolic link.
         """
         if not CHECKPOINT_TAG.fullmatch(tag):
             raise ValueError(f"checkpoint tag {tag!r} is not epoch-NNNN or step-NNNNNNNN")
@@ -375,8 +384,54 @@ class RunDir:
             shutil.rmtree(final)
         os.replace(tmp, final)
         write_text(root / self.LATEST, tag + "\n")
-        self._prune(final, keep)  # older checkpoints go only once the new one is in place
+        self._prune(final, keep, state.get(self.PROTECTED, ()))  # older checkpoints go once the new one is in place
         return final
+
+    # ------------------------------------------------------------------ the best validation epoch
+
+    def save_best(self, model: nn.Module, meta: Dict[str, Any]) -> Path:
+        """Write ``checkpoints/best/model.safetensors`` (weights and ``meta``: epoch, validation accuracy).
+
+        Weights only: a run resumes from ``LATEST``, never from its best epoch, so the optimiser state would only
+        double the disk it takes. The new directory is written under a temporary name, the old one renamed aside,
+        the new one renamed into place, the old one deleted: a kill leaves the old best/ or the new one whole (or,
+        between the two renames, the old one aside, which :meth:`best_weights` puts back). Never pruned.
+        """
+        root = self._checkpoint_root()
+        final = self.best
+        tmp, old = root / f".best.tmp-{os.getpid()}", root / f".best.old-{os.getpid()}"
+        for stale in (tmp, old):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            save_weights(tmp / self.WEIGHTS, model, meta)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._recover_best()
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _recover_best(self) -> None:
+        """A kill between save_best's two renames left best/ aside: put it back."""
+        root = self.checkpoints
+        if self.best.exists() or not root.is_dir():
+            return
+        aside = sorted(root.glob(".best.old-*"), key=lambda d: d.stat().st_mtime)
+        if aside and (aside[-1] / self.WEIGHTS).is_file():
+            os.replace(aside[-1], self.best)
+
+    def best_weights(self) -> Optional[Path]:
+        """The best validation epoch's weights: ``checkpoints/best/model.safetensors``, else an older run's
+        ``best.safetensors``; None when there are none."""
+        self._recover_best()
+        for p in (self.best / self.WEIGHTS, self.legacy_best):
+            if p.is_file():
+                return p
+        return None
 
     def latest_checkpoint(self) -> Optional[Path]:
         """The directory ``checkpoints/LATEST`` names, when it holds both files."""
@@ -421,7 +476,7 @@ class RunDir:
                 continue
             note = f"checkpoint {', '.join(damaged)} is damaged: resuming from {candidate.name}" if damaged else ""
             if not damaged:  # a kill between LATEST and the pruning left one too many: finish that pruning
-                self._prune(candidate, self.KEEP)
+                self._prune(candidate, self.KEEP, state.get(self.PROTECTED, ()))
             return candidate, weights, state, note
         raise UserError(f"every checkpoint of {self.root} is damaged ({'; '.join(damaged)}); start the run again "
                         "with --overwrite")
@@ -473,6 +528,63 @@ class RunLock:
         if self.fd is not None:
             os.close(self.fd)  # closing releases the flock
             self.fd = None
+
+
+# ----------------------------------------------------------------------------------------- progress on stderr
+
+
+def progress_enabled(mode: str, stream: Any = None) -> bool:
+    """The one progress policy (``run.progress``, the commands' ``--progress``; :data:`cnnzoo.choices.PROGRESS`):
+    ``bar`` always, ``none`` never, ``auto`` only when ``stream`` (stderr) is a terminal, so that captured or
+    redirected output (logs, the documentation's examples) never changes."""
+    if mode == "bar":
+        return True
+    if mode == "auto":
+        stream = sys.stderr if stream is None else stream
+        return bool(getattr(stream, "isatty", lambda: False)())
+    return False
+
+
+class Progress:
+    """A tqdm bar on stderr by :func:`progress_enabled`, gone when done (``leave=False``); nothing otherwise.
+
+    ``start(total, desc)``, ``update(**postfix)`` per unit, ``close()``; or ``iterate(iterable, total, desc)``,
+    which yields the items and closes the bar however the loop ends. ``enabled=False`` silences every rank but one.
+    """
+
+    def __init__(self, mode: str = "auto", enabled: bool = True, unit: str = "batch") -> None:
+        self.on = enabled and progress_enabled(mode)
+        self.unit = unit
+        self.bar = None
+
+    def start(self, total: Optional[int], desc: str, initial: int = 0) -> None:
+        if self.on:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, initial=initial, unit=self.unit, leave=False, dynamic_ncols=True,
+                            file=sys.stderr)
+
+    def update(self, n: int = 1, **postfix: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+            if postfix:
+                self.bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def iterate(self, iterable: Iterable, total: Optional[int] = None, desc: str = "") -> Iterable:
+        if total is None:
+            total = len(iterable) if hasattr(iterable, "__len__") else None
+        self.start(total, desc)
+        try:
+            for item in iterable:
+                yield item
+                self.update()
+        finally:
+            self.close()
 
 
 # Errors of the file system that are the user's to fix, not bugs: said in one line by storage_error.

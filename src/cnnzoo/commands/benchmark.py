@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..choices import PROGRESS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -39,6 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (torch.set_num_threads; default: PyTorch's)")
     p.add_argument("--seed", type=int, default=0, help="seeds the weights, the batch and the targets")
     p.add_argument("--format", "-f", choices=["text", "json", "markdown"], default="text")
+    p.add_argument("--progress", choices=PROGRESS, default="auto",
+                   help="a bar over the timed runs on stderr: auto (on a terminal; default), bar (always), none")
     p.set_defaults(func=run)
 
 
@@ -69,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         results = [benchmark(name, batch=args.batch_size, input_size=size, device=args.device,
                              precision=args.precision, channels_last=args.channels_last, fold_bn=args.fold_bn,
                              vs=args.vs, repeats=args.repeats, steps=args.steps, warmup=args.warmup,
-                             num_classes=args.num_classes, modes=modes, seed=args.seed, log=log)
+                             num_classes=args.num_classes, modes=modes, seed=args.seed, log=log,
+                             progress=args.progress)
                    for name in args.models]
     finally:  # in-process callers (tests, scripts) keep their own setting
         torch.set_num_threads(threads)

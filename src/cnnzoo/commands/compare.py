@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..choices import PROGRESS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -28,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE",
                    help="create_model argument for the registry names, read as YAML")
     p.add_argument("--num-classes", type=int, metavar="N", help="classifier outputs of the registry names")
+    p.add_argument("--progress", choices=PROGRESS, default="auto",
+                   help="a bar over the entries on stderr while they are timed: auto (on a terminal; default), bar "
+                   "(always), none")
     p.set_defaults(func=run)
 
 
@@ -61,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
             option = model_info(n).small_input.option_kwargs()
             if option:
                 per_model[n] = option
+    if not args.no_timing:
+        specs = _Ticking(specs, args.progress)
     entries = compare(specs, args.input, not args.no_timing, args.batch_size, args.repeats, args.device,
                       per_model, **kwargs)
     print(format_table(entries, args.format))
@@ -69,3 +76,17 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"wrote {plot_compare(entries, args.plot)}")
     return 0
+
+
+class _Ticking(list):
+    """The specs, whose one walk by ``analysis.compare.compare`` (in order, each summarised and timed in turn: the
+    timing is the slow part) moves a progress bar one entry at a time (``--progress``)."""
+
+    def __init__(self, specs, mode: str) -> None:
+        super().__init__(specs)
+        self.mode = mode
+
+    def __iter__(self):
+        from ..io import Progress
+
+        return iter(Progress(self.mode, unit="model").iterate(list(super().__iter__()), desc="timing"))

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..choices import DATASETS, PRECISIONS, TTA_MODES, canonical_dataset
+from ..choices import DATASETS, PRECISIONS, PROGRESS, TTA_MODES, canonical_dataset
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=canonical_dataset, choices=DATASETS, metavar="DATA",
                    help="dataset (default: the one the model was trained on): " + " | ".join(DATASETS))
     p.add_argument("--data-dir")
-    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--split", choices=["test", "val", "train"], default="test",
+                   help="test (default), val (the dataset's own validation split: a folder's val/) or train")
     p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's train.tta)")
     p.add_argument("--batch-size", type=int, help="default: the run's evaluation batch size, else 256")
     p.add_argument("--precision", choices=PRECISIONS,
@@ -27,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--output", "-o", help="where to write confusion.png/csv (default: RUN_DIR/eval)")
     p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--progress", choices=PROGRESS, default="auto",
+                   help="a progress bar on stderr: auto (on a terminal; default), bar (always), none")
     p.set_defaults(func=run)
 
 
@@ -42,18 +45,19 @@ def run_settings(spec: str) -> dict:
     cfg = load_config(str(run.config))
     return {"data": cfg.data.name, "data_dir": cfg.data.dir, "precision": cfg.train.precision, "tta": cfg.train.tta,
             "batch_size": cfg.data.eval_batch_size or 2 * cfg.data.batch_size,
-            "channels_last": cfg.train.channels_last}
+            "channels_last": cfg.train.channels_last, "cache": cfg.data.cache, "cache_dir": cfg.data.cache_dir}
 
 
-def _probs(model, loader, device, tta, amp_dtype):
+def _probs(model, loader, device, tta, amp_dtype, progress="none", desc="evaluating"):
     import torch
 
+    from ..io import Progress
     from ..runtime import autocast
     from ..train.evaluate import predict_logits
 
     ps, ys = [], []
     with torch.no_grad():
-        for x, y in loader:
+        for x, y in Progress(progress).iterate(loader, desc=desc):
             with autocast(device, amp_dtype):  # as the trainer's test pass (train.evaluate.evaluate)
                 ps.append(predict_logits(model, x, tta).exp().cpu())
             ys.append(y.cpu())
@@ -125,15 +129,18 @@ def run(args: argparse.Namespace) -> int:
             model = model.to(memory_format=torch.channels_last)
         used.append({"precision": precision_name(amp_dtype), "tta": tta})
         ds = load_dataset(data, data_dir)
-        split = ds.test if args.split == "test" else ds.train
+        split = {"test": ds.test, "val": ds.val, "train": ds.train}[args.split]
         if split is None:
-            raise UserError(f"{data} has no {args.split} split")
+            where = (f" (put its images in {Path(data_dir or '.') / args.split}/<class>/)"
+                     if canonical_dataset(data) == "folder" else "")
+            raise UserError(f"{data} has no {args.split} split{where}")
         if len(ds.classes) != model.num_classes:
             raise UserError(f"{spec} predicts {model.num_classes} classes but {data} has {len(ds.classes)}")
         loader = make_loader(split, batch_size=args.batch_size or own.get("batch_size") or 256, train=False,
                              image_size=tuple(rm["image_size"]), mean=rm["mean"], std=rm["std"], device=device,
-                             in_chans=rm["in_chans"], channels_last=bool(own.get("channels_last")))
-        probs, y = _probs(model, loader, device, tta, amp_dtype)
+                             in_chans=rm["in_chans"], channels_last=bool(own.get("channels_last")),
+                             cache=own.get("cache", True), cache_dir=own.get("cache_dir") if same_data else None)
+        probs, y = _probs(model, loader, device, tta, amp_dtype, args.progress, f"{spec} ({args.split})")
         if labels is not None and not torch.equal(labels, y):
             raise UserError("ensemble members must be evaluated on the same data")
         labels, classes = y, list(ds.classes)

@@ -24,6 +24,7 @@ FLAGS = {
     "pretrained": "model.pretrained",
     "init": "model.init",
     "warm_start": "model.warm_start",
+    "image_size": "data.image_size",
 }
 
 
@@ -65,6 +66,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warm-start", metavar="RUN_DIR",
                    help="VGG: start from a trained shallower VGG's run: its first four conv and three FC layers, "
                         "the rest initialised (Simonyan & Zisserman section 3.1)")
+    p.add_argument("--image-size", type=int, metavar="N",
+                   help="train and evaluate at N x N pixels (data.image_size; default: the model's input size, or "
+                        "the images' own size for small images, as the small-image plan says)")
     p.add_argument("--nproc", type=int, default=1, help="DDP worker processes on this machine (as torchrun --standalone starts them)")
     p.set_defaults(func=run)
 

@@ -42,9 +42,22 @@ class ImageData:
 
 @dataclass
 class FolderData:
-    """A streamed split: ``(path, class index)`` per image file."""
+    """A streamed split: ``(path, class index)`` per image file.
+
+    Attributes:
+        samples: ``(path, class index)`` per image of the split.
+        root: the directory the files were scanned from (``DIR/train``), None for a hand-made list; a split carved
+            out of it keeps it, so that every part shares one decoded cache (:mod:`cnnzoo.data.cache`).
+        files: every image file of ``root``'s scan, in order (the cache's rows); None: the samples' own paths.
+    """
 
     samples: List[Tuple[str, int]]
+    root: Optional[str] = None
+    files: Optional[List[str]] = None
+
+    def subset(self, indices: Sequence[int]) -> "FolderData":
+        """The samples at ``indices``, keeping the scan they came from."""
+        return FolderData([self.samples[i] for i in indices], self.root, self.files)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -64,12 +77,14 @@ class Dataset:
     Attributes:
         name: the dataset's name in :data:`cnnzoo.data.DATASETS`.
         train: the training split.
-        test: the test split, or None where the dataset has none (then validation is carved from train).
+        test: the test split, or None where the dataset has none (then the run has no test pass).
         classes: class names, index = label.
         in_chans: channels of the stored images (1 or 3).
         image_size: H, W of the stored images (folder: the first image's size).
         mean: per-channel mean on a 0..1 scale, over the training images (folder: ImageNet's).
         std: per-channel standard deviation, same scale.
+        val: the dataset's own validation split (a folder's ``val/``), or None: then validation is carved from
+            train (``data.val_split``).
     """
 
     name: str
@@ -80,6 +95,7 @@ class Dataset:
     image_size: Tuple[int, int]
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
+    val: Optional[Split] = None
 
     @property
     def num_classes(self) -> int:
@@ -130,7 +146,7 @@ def split_validation(data: Split, fraction: float, seed: int) -> Tuple[Split, Sp
     val = torch.nonzero(mask).flatten()
     if isinstance(data, ImageData):
         return (ImageData(data.images[keep], data.labels[keep]), ImageData(data.images[val], data.labels[val]))
-    return (FolderData([data.samples[i] for i in keep.tolist()]), FolderData([data.samples[i] for i in val.tolist()]))
+    return data.subset(keep.tolist()), data.subset(val.tolist())
 
 
 def channel_stats(images: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
@@ -208,4 +224,4 @@ def take_per_class(data: Split, n: int, seed: int) -> Split:
     idx = torch.tensor(sorted(keep))
     if isinstance(data, ImageData):
         return ImageData(data.images[idx], data.labels[idx])
-    return FolderData([data.samples[i] for i in idx.tolist()])
+    return data.subset(idx.tolist())

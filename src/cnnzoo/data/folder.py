@@ -1,12 +1,20 @@
-"""Image-folder datasets: ``<dir>/train/<class>/*`` and optionally ``<dir>/val/<class>/*``.
+"""Image-folder datasets: ``DIR/train/<class>/*`` (required), ``DIR/val/<class>/*`` and ``DIR/test/<class>/*``.
 
-Class names are the sub-directory names of ``train/``, sorted; images may sit in nested folders under
-their class. Files are recognised by extension (:data:`IMAGE_EXTENSIONS`); hidden files are ignored.
-Without ``val/`` the dataset has no test split and the trainer carves validation from ``train/``.
+* ``train/`` is the training split; its sub-directory names, sorted, are the classes.
+* ``val/`` is the validation split; without it the trainer carves validation out of ``train/``
+  (``data.val_split``, stratified and seeded) and says so.
+* ``test/`` is the test split, used once after training; without it the run has no test pass.
 
-The files are decoded with PIL in DataLoader workers: EXIF rotation applied, converted to grey or RGB,
-resized so the shorter side fits and centre-cropped to the loader's size (no distortion of the aspect
-ratio). A file PIL cannot read comes back as an error message, and the loader skips it with a warning.
+Images may sit in nested folders under their class. Files are recognised by extension (:data:`IMAGE_EXTENSIONS`);
+hidden files are ignored; symbolic links are followed, each directory once. ``val/`` and ``test/`` may lack a
+class of ``train/`` but not add one.
+
+A file is decoded with PIL (:func:`decode_image`): EXIF rotation applied, converted to grey or RGB, the shorter
+side fitted to S and the centre cropped to S x S, S = the crop size x 256/224 (:func:`cnnzoo.data.cache.decoded_size`);
+the loader then takes its crop out of that square (random crops in training, the centre for evaluation). By
+default each file is decoded once into a memory-mapped cache (:mod:`cnnzoo.data.cache`); ``data.cache=false``
+decodes every epoch in DataLoader workers. A file PIL cannot read comes back as an error message, and the loader
+skips it with a warning.
 """
 
 from __future__ import annotations
@@ -22,7 +30,10 @@ import torch
 from ..errors import UserError
 from .base import IMAGENET_MEAN, IMAGENET_STD, Dataset, FolderData, convert_stats
 
-__all__ = ["IMAGE_EXTENSIONS", "load_folder", "decode_image", "FolderImages", "collate_decoded"]
+__all__ = ["IMAGE_EXTENSIONS", "SPLIT_DIRS", "load_folder", "describe_splits", "decode_image", "FolderImages",
+           "collate_decoded"]
+
+SPLIT_DIRS = ("train", "val", "test")  # the sub-directories of a folder dataset, in this order
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
                     ".pnm"}
@@ -59,8 +70,10 @@ def _scan(split_dir: Path, classes: Optional[List[str]] = None) -> Tuple[List[Tu
     else:
         extra = [c for c in found if c not in classes]
         if extra:
-            raise UserError(f"{split_dir} has classes not in train/: {', '.join(extra[:5])}; "
-                            "use the same class directory names in train/ and val/")
+            more = f" and {len(extra) - 5} more" if len(extra) > 5 else ""
+            raise UserError(f"{split_dir} has classes that {split_dir.parent / 'train'} lacks: "
+                            f"{', '.join(extra[:5])}{more}; use the class directory names of train/ (a class "
+                            f"the model never trains on cannot be predicted), or add its images to train/")
     index = {c: i for i, c in enumerate(classes)}
     samples: List[Tuple[str, int]] = []
     for c in found:
@@ -106,6 +119,13 @@ def decode_image(path: str, mode: Optional[str] = None,
                 im = ImageOps.exif_transpose(im)
             except Exception:  # a damaged EXIF block should not cost the picture itself
                 pass
+            if im.mode.startswith("I"):
+                # 16-bit grey (PNG, TIFF): PIL's convert("L") clips at 255, which turns most of the picture white;
+                # scale 0..65535 to 0..255 instead (a 32-bit "I" image within 0..255 is kept as it is).
+                wide = np.asarray(im, dtype=np.float64)
+                if im.mode != "I" or wide.max(initial=0) > 255:
+                    wide = wide / 257.0
+                im = Image.fromarray(np.clip(np.rint(wide), 0, 255).astype(np.uint8), "L")
             if im.mode != target:
                 if im.mode in ("P", "PA", "LA", "La") and target == "RGB":
                     im = im.convert("RGBA")
@@ -120,29 +140,47 @@ def decode_image(path: str, mode: Optional[str] = None,
 
 
 class FolderImages(torch.utils.data.Dataset):
-    """Decodes ``samples`` for a DataLoader: items are ``(image or None, label, path, error)``."""
+    """The DataLoader's dataset of a folder split: items are ``(image or None, label, path, error, index, decoded)``.
 
-    def __init__(self, samples: List[Tuple[str, int]], mode: str, size: Tuple[int, int]):
+    An index ``i >= 0`` decodes sample ``i`` (C x ``size`` uint8) and, with a ``cache``, stores it in row
+    ``rows[i]``; ``-(i + 1)`` reads sample ``i`` from the cache instead (a row decoded before). The loader's batch
+    sampler says which, so workers need no knowledge of what others decoded.
+    """
+
+    def __init__(self, samples: List[Tuple[str, int]], mode: str, size: Tuple[int, int], cache=None,
+                 rows: Optional[np.ndarray] = None):
         self.samples, self.mode, self.size = samples, mode, (int(size[0]), int(size[1]))
+        self.cache, self.rows = cache, rows
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int):
+        if i < 0:
+            i = -i - 1
+            path, label = self.samples[i]
+            return torch.from_numpy(self.cache.read(np.array([self.rows[i]]))[0].copy()), label, path, "", i, False
         path, label = self.samples[i]
         img = decode_image(path, self.mode, self.size)
         if isinstance(img, str):
-            return None, label, path, img
-        return img, label, path, ""
+            return None, label, path, img, i, True
+        if self.cache is not None:
+            self.cache.write(int(self.rows[i]), img.numpy())
+        return img, label, path, "", i, True
 
 
 def collate_decoded(batch):
-    """Stack the decoded images; report the failures instead of raising (the loader counts them)."""
+    """Stack the images; report the failures instead of raising (the loader counts them).
+
+    Returns ``(x or None, y, failed, decoded)``: ``failed`` is ``[(path, error)]``, ``decoded`` is
+    ``[(index, error)]`` for the items decoded now (error "" for a good one), for the cache's record.
+    """
     ok = [b for b in batch if b[0] is not None]
     failed = [(b[2], b[3]) for b in batch if b[0] is None]
+    decoded = [(b[4], b[3]) for b in batch if b[5]]
     x = torch.stack([b[0] for b in ok]) if ok else None
     y = torch.tensor([b[1] for b in ok], dtype=torch.int64)
-    return x, y, failed
+    return x, y, failed, decoded
 
 
 def _probe(samples: List[Tuple[str, int]]) -> Tuple[Tuple[int, int], int]:
@@ -169,22 +207,43 @@ def _probe(samples: List[Tuple[str, int]]) -> Tuple[Tuple[int, int], int]:
 
 
 def load_folder(data_dir: Optional[str]) -> Dataset:
-    """The ``folder`` dataset: ``data_dir/train/<class>/*`` and optionally ``data_dir/val/<class>/*``."""
+    """The ``folder`` dataset: ``data_dir/train/<class>/*``, optionally ``data_dir/val/`` and ``data_dir/test/``."""
     if not data_dir:
         raise UserError("the folder dataset needs a directory: pass --data-dir DIR with DIR/train/<class>/*.png")
     root = Path(data_dir).expanduser()
     train_dir = root / "train"
     if not train_dir.is_dir():
         raise UserError(f"{train_dir} is not a directory; the folder dataset expects {root}/train/<class>/<images> "
-                        f"(and optionally {root}/val/<class>/<images>)")
+                        f"(and optionally {root}/val/<class>/... for validation, {root}/test/<class>/... for the test)")
     train, classes = _scan(train_dir)
     if len(classes) < 2:
         raise UserError(f"{train_dir} has one class ({classes[0]}): a classifier needs at least two; put each "
                         f"class's images in a directory of its own under {train_dir}/")
-    test = None
-    if (root / "val").is_dir():
-        test = FolderData(_scan(root / "val", classes)[0])
+    parts = {}
+    for name in SPLIT_DIRS[1:]:
+        d = root / name
+        if d.is_dir():
+            samples = _scan(d, classes)[0]
+            parts[name] = FolderData(samples, str(d), [p for p, _ in samples])
     size, in_chans = _probe(train)
-    return Dataset(name="folder", train=FolderData(train), test=test, classes=classes, in_chans=in_chans,
+    return Dataset(name="folder", train=FolderData(train, str(train_dir), [p for p, _ in train]),
+                   test=parts.get("test"), val=parts.get("val"), classes=classes, in_chans=in_chans,
                    image_size=size, mean=convert_stats(IMAGENET_MEAN, 3, in_chans, "mean"),
                    std=convert_stats(IMAGENET_STD, 3, in_chans, "std"))
+
+
+def describe_splits(data_dir: Optional[str], ds: Dataset, val: Optional[FolderData], val_split: float) -> List[str]:
+    """What a run takes from the folder, said out loud: where validation comes from, and that a missing
+    ``test/`` means no test pass. ``val`` is the validation split the run uses (its own ``val/`` or carved)."""
+    root = Path(data_dir).expanduser() if data_dir else Path(".")
+    if ds.val is not None:
+        val_text = f"val/ {len(ds.val):,} images"
+    elif val is not None:
+        val_text = f"val/ none ({len(val):,} carved from train/, data.val_split {val_split:g})"
+    else:
+        val_text = "val/ none (no validation: data.val_split 0)"
+    test_text = f"test/ {len(ds.test):,} images" if ds.test is not None else "test/ none"
+    lines = [f"folder {root}: train/ {len(ds.train):,} images, {val_text}, {test_text}"]
+    if ds.test is None:
+        lines.append(f"no test/ folder: no test pass (put test images in {root / 'test'}/<class>/)")
+    return lines

@@ -370,7 +370,8 @@ def load_dataset(name: str, data_dir: Optional[str] = None, download: bool = Fal
 
     Args:
         name: ``digits``, ``mnist``, ``fashion-mnist``, ``kmnist``, ``cifar10``, ``cifar100`` or ``folder``.
-        data_dir: where the files are (``folder``: the directory holding ``train/`` and optionally ``val/``).
+        data_dir: where the files are (``folder``: the directory holding ``train/`` and optionally ``val/``, the
+            validation split, and ``test/``, the test split).
         download: fetch missing files with torchvision's downloaders into ``~/.cache/cnnzoo/<name>``.
 
     Raises:

@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
-from ..choices import DATASETS, INITS, NORMALIZE, OPTIMIZERS, PRECISIONS, PROGRESS, SCHEDULES, TTA_MODES, canonical_dataset
+from ..choices import (DATASETS, INITS, NORMALIZE, OPTIMIZERS, PLATEAU_METRICS, PRECISIONS, PROGRESS, SCHEDULES,
+                       TTA_MODES, canonical_dataset)
 from ..data.augment import AugmentConfig
 from ..errors import UserError
 
@@ -40,12 +41,16 @@ class DataConfig:
     name: str = "digits"  # one of cnnzoo.choices.DATASETS
     dir: Optional[str] = None  # where the files are (default: the dataset's usual places)
     download: bool = False  # fetch with torchvision's downloaders (needs a network)
-    val_split: float = 0.1  # fraction of train held out for validation, stratified, seeded
+    val_split: float = 0.1  # fraction of train held out for validation, stratified, seeded (folder: unless val/)
     per_class: Optional[int] = None  # keep only this many labelled training images per class (seeded)
     image_size: Optional[int] = None  # resize to this (default: what the model asks for)
     batch_size: int = 128
     eval_batch_size: Optional[int] = None  # default: 2 x batch_size
-    num_workers: int = 2  # folder datasets only
+    drop_last: bool = True  # training: leave out each epoch's last partial batch (the header says how many)
+    num_workers: int = 2  # folder datasets only: decoding processes
+    cache: bool = True  # folder datasets: decode each image once into a memory-mapped cache (cnnzoo.data.cache)
+    cache_dir: Optional[str] = None  # where the decoded cache goes (default: $CNNZOO_CACHE or ~/.cache/cnnzoo/decoded)
+    max_bad_share: float = 0.01  # folder datasets: stop when more unreadable files than this share (and over 10)
     normalize: str = "auto"  # one of cnnzoo.choices.NORMALIZE: auto = the pretrained weights' mean/std where known
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # data.augment.hflip, ... (cnnzoo.data.augment)
 
@@ -74,8 +79,13 @@ class ScheduleConfig:
     step_size: float = 30.0  # step: epochs between decays
     milestones: List[float] = field(default_factory=lambda: [30.0, 60.0, 80.0])  # multistep, epochs
     gamma: float = 0.1  # step, multistep; exponential: per-epoch factor
-    min_lr: float = 0.0  # cosine floor
+    min_lr: float = 0.0  # cosine, plateau: floor, a fraction of the peak rate
     pct_start: float = 0.25  # onecycle: fraction of the run spent rising
+    # plateau (torch's ReduceLROnPlateau): the rate x gamma after more than `patience` epochs without improvement
+    patience: int = 2  # plateau: epochs without improvement tolerated
+    plateau_metric: str = "val_acc"  # plateau: one of cnnzoo.choices.PLATEAU_METRICS
+    threshold: float = 1e-4  # plateau: relative improvement that counts (torch's default)
+    cooldown: int = 0  # plateau: epochs after a reduction that count no bad epochs
 
 
 @dataclass
@@ -95,8 +105,21 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     sync_bn: bool = False  # distributed: SyncBatchNorm (batch statistics over all ranks)
     keep_best: bool = False  # test and keep the weights of the epoch with the best validation accuracy
-    early_stopping: Optional[int] = None  # stop after this many epochs without a better validation accuracy
+    keep_top: int = 0  # also keep the checkpoints of the N best validation epochs out of pruning
+    # Stop after this many epochs without a better validation accuracy. `train.early_stopping` (the older name) is
+    # the same setting: recipes and --set may use either, the value lives here only.
+    early_stop_patience: Optional[int] = None
+    early_stop_min_delta: float = 0.0  # early stopping: an improvement must exceed this (accuracy, absolute)
     tta: Optional[str] = None  # test-time augmentation of the final evaluation: one of cnnzoo.choices.TTA_MODES
+
+    @property
+    def early_stopping(self) -> Optional[int]:
+        """The older name of :attr:`early_stop_patience` (the same value)."""
+        return self.early_stop_patience
+
+    @early_stopping.setter
+    def early_stopping(self, value: Optional[int]) -> None:
+        self.early_stop_patience = value
 
 
 @dataclass
@@ -121,10 +144,12 @@ class Config:
 ALIASES = {"opt": "optim", "sched": "schedule"}
 # Keys of older run directories' config.yaml, before augmentation had its own section.
 MOVED = {f"data.{f.name}": f"data.augment.{f.name}" for f in fields(AugmentConfig)}
+MOVED["train.early_stopping"] = "train.early_stop_patience"  # the older name of the setting
 
 # Settings a resumed run may change; anything else must match the stored config.
 RESUME_MUTABLE = {"train.epochs", "run.output", "run.progress", "run.tensorboard", "run.checkpoint_every",
-                  "data.num_workers", "data.dir", "data.download", "train.device", "data.eval_batch_size"}
+                  "data.num_workers", "data.dir", "data.download", "train.device", "data.eval_batch_size",
+                  "data.cache", "data.cache_dir"}  # the decoded cache changes speed only (tested)
 
 # Each list of choices is declared once, in cnnzoo.choices; validation here and argparse read it.
 CHOICES = {
@@ -132,6 +157,7 @@ CHOICES = {
     "data.name": DATASETS,
     "optim.name": OPTIMIZERS,
     "schedule.name": SCHEDULES,
+    "schedule.plateau_metric": PLATEAU_METRICS,
     "train.precision": PRECISIONS,
     "run.progress": PROGRESS,
     "data.normalize": NORMALIZE,
@@ -213,6 +239,10 @@ def _set(cfg: Config, key: str, value: Any) -> None:
     sections = [f.name for f in fields(Config)]
     if parts[0] not in sections:
         raise UserError(f"unknown config section {parts[0]!r}{_suggest(parts[0], sections)}")
+    if len(parts) == 1 and isinstance(value, dict):  # a whole section: each key by its full name, so MOVED applies
+        for k, v in value.items():
+            _set(cfg, f"{parts[0]}.{k}", v)
+        return
     _set_in(getattr(cfg, parts[0]), parts[0], parts[1:], value)
 
 
@@ -275,6 +305,9 @@ def validate(cfg: Config) -> Config:
          "optim.stage_lr_decay must be in (0, 1]")
     need(cfg.data.per_class is None or cfg.data.per_class >= 1, "data.per_class must be at least 1")
     need(cfg.data.image_size is None or cfg.data.image_size >= 1, "data.image_size must be positive")
+    need(0 <= cfg.data.max_bad_share < 1, f"data.max_bad_share is the share of unreadable images tolerated, in "
+         f"[0, 1), got {cfg.data.max_bad_share}")
+    need(cfg.data.num_workers >= 0, f"data.num_workers must be 0 or more, got {cfg.data.num_workers}")
     need(cfg.run.checkpoint_every >= 1, "run.checkpoint_every must be at least 1")
     need(cfg.schedule.step_size > 0, f"schedule.step_size is epochs between decays, above 0, got {cfg.schedule.step_size}")
     need(all(m >= 0 for m in cfg.schedule.milestones), f"schedule.milestones are epochs, >= 0: {cfg.schedule.milestones}")
@@ -287,10 +320,20 @@ def validate(cfg: Config) -> Config:
     reserved = sorted(set(cfg.model.kwargs) & {"num_classes", "in_chans", "pretrained", "features_only", "out_indices"})
     need(not reserved, f"model.kwargs.{reserved[0] if reserved else ''} is set by the run itself (classes and channels come "
          "from the data, weights from model.pretrained); remove it from model.kwargs")
-    need(cfg.train.early_stopping is None or cfg.train.early_stopping >= 1,
-         f"train.early_stopping is a patience in epochs, at least 1, got {cfg.train.early_stopping}")
-    need(not (cfg.train.keep_best or cfg.train.early_stopping) or cfg.data.val_split > 0,
-         "train.keep_best and train.early_stopping choose by validation accuracy: set data.val_split > 0")
+    need(cfg.train.early_stop_patience is None or cfg.train.early_stop_patience >= 1,
+         f"train.early_stop_patience is a patience in epochs, at least 1, got {cfg.train.early_stop_patience}")
+    need(cfg.train.early_stop_min_delta >= 0,
+         f"train.early_stop_min_delta is an accuracy gain, >= 0, got {cfg.train.early_stop_min_delta}")
+    need(cfg.train.keep_top >= 0, f"train.keep_top is a number of checkpoints, >= 0, got {cfg.train.keep_top}")
+    # A folder's val/ gives validation without data.val_split: the trainer checks that case once the data is read.
+    need(not (cfg.train.keep_best or cfg.train.early_stop_patience) or cfg.data.val_split > 0
+         or cfg.data.name == "folder",
+         "train.keep_best and train.early_stop_patience choose by validation accuracy: set data.val_split > 0")
+    need(cfg.schedule.patience >= 0,
+         f"schedule.patience is epochs without improvement, >= 0, got {cfg.schedule.patience}")
+    need(cfg.schedule.threshold >= 0,
+         f"schedule.threshold is a relative improvement, >= 0, got {cfg.schedule.threshold}")
+    need(cfg.schedule.cooldown >= 0, f"schedule.cooldown is epochs, >= 0, got {cfg.schedule.cooldown}")
     cfg.data.augment.validate()
     return cfg
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..choices import TTA_MODES
+from ..io import Progress
 from ..runtime import autocast
 from .losses import split_outputs
 
@@ -47,8 +48,13 @@ def predict_logits(model: nn.Module, x: torch.Tensor, tta: Optional[str] = None)
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, num_classes: int, device: torch.device,
-             amp_dtype: Optional[torch.dtype] = None, tta: Optional[str] = None) -> Dict[str, object]:
-    """Run ``model`` over ``loader``; returns loss, top1, top5, per-class accuracy and the confusion matrix."""
+             amp_dtype: Optional[torch.dtype] = None, tta: Optional[str] = None, progress: str = "none",
+             desc: str = "evaluating") -> Dict[str, object]:
+    """Run ``model`` over ``loader``; returns loss, top1, top5, per-class accuracy and the confusion matrix.
+
+    ``progress`` is the bar policy (:data:`cnnzoo.choices.PROGRESS`, :func:`cnnzoo.io.progress_enabled`): ``none``
+    (the default, for library callers), ``auto`` (a bar only on a terminal) or ``bar``; ``desc`` labels it.
+    """
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -56,7 +62,7 @@ def evaluate(model: nn.Module, loader: Iterable, num_classes: int, device: torch
     top5 = torch.zeros((), device=device, dtype=torch.long)
     n = 0
     k = min(5, num_classes)
-    for x, y in loader:
+    for x, y in Progress(progress).iterate(loader, desc=desc):
         with autocast(device, amp_dtype):
             logp = predict_logits(model, x, tta)
         loss_sum += F.nll_loss(logp, y, reduction="sum").double()

@@ -1,7 +1,8 @@
 """Optimisers, sharpness-aware minimisation and learning-rate schedules.
 
 The schedule is a pure function of the optimisation step (``lr_factor``), so a resumed run needs
-only its step count to continue on exactly the same curve.
+only its step count to continue on exactly the same curve; the plateau schedule is a pure function of the
+step and of the validation history the checkpoint stores (``plateau_steps``).
 
 :class:`SAM` (Foret, Kleiner, Mobahi, Neyshabur, "Sharpness-Aware Minimization for Efficiently Improving
 Generalization", ICLR 2021, https://arxiv.org/abs/2010.01412) wraps any base optimiser: the trainer's one
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterable, Iterator, List
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -28,25 +29,34 @@ if TYPE_CHECKING:  # the config imports the choices below; the types are only fo
     from .config import OptimConfig, ScheduleConfig
 
 
-__all__ = ["param_groups", "build_optimizer", "lr_factor", "set_lr", "SAM", "bn_stats_frozen"]
+__all__ = ["param_groups", "build_optimizer", "lr_factor", "set_lr", "SAM", "bn_stats_frozen", "PlateauStep",
+           "plateau_steps", "plateau_factor"]
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False,
                  lr_scale: dict | None = None) -> List[dict]:
     """Parameter groups with no weight decay on biases and normalisation weights (1-D tensors).
 
-    ``lr_scale`` maps a parameter-name prefix to a learning-rate multiplier (discriminative
-    fine-tuning); the longest matching prefix wins.
+    ``lr_scale`` maps a module or parameter path (``"layer1"``, ``"class_token"``; a trailing dot, as
+    :func:`~cnnzoo.train.freeze.stage_lr_scale` writes them, is the same path) to a learning-rate multiplier
+    (discriminative fine-tuning). A path covers the parameter of exactly that name (ViT's top-level
+    ``class_token``) and everything under ``path.``, never a longer name that merely starts alike (``conv1`` is not
+    ``conv10.weight``); the longest covering path wins. With ``lr_scale`` every trainable parameter must be covered:
+    one left out would silently train at the full rate, so it is an error.
     """
+    paths = {str(k).rstrip("."): float(v) for k, v in (lr_scale or {}).items()}
     groups: dict = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         no_decay = p.ndim <= 1 and not decay_norm_and_bias
         scale = 1.0
-        if lr_scale:
-            match = max((k for k in lr_scale if name.startswith(k)), key=len, default=None)
-            scale = lr_scale[match] if match is not None else 1.0
+        if paths:
+            match = max((k for k in paths if name == k or name.startswith(k + ".")), key=len, default=None)
+            if match is None:
+                raise ValueError(f"parameter {name!r} is in no stage of the learning-rate scales "
+                                 f"({', '.join(sorted(paths)[:6])}...); the model's stage_map must cover it")
+            scale = paths[match]
         key = (no_decay, scale)
         if key not in groups:
             groups[key] = {"params": [], "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": scale}
@@ -171,8 +181,12 @@ def bn_stats_frozen(model: nn.Module) -> Iterator[None]:
                 m.num_batches_tracked.copy_(count)
 
 
-def lr_factor(step: int, steps_per_epoch: int, epochs: int, cfg: "ScheduleConfig") -> float:
-    """Multiplier of the peak learning rate at optimisation step ``step`` (0-based)."""
+def lr_factor(step: int, steps_per_epoch: int, epochs: int, cfg: "ScheduleConfig", plateau: float = 1.0) -> float:
+    """Multiplier of the peak learning rate at optimisation step ``step`` (0-based).
+
+    ``plateau`` is the plateau schedule's factor for the current epoch (:func:`plateau_factor` of the validation
+    history so far); the other schedules ignore it.
+    """
     total = max(1, steps_per_epoch * epochs)
     epoch = step / max(1, steps_per_epoch)  # fractional epoch
     warm = cfg.warmup_epochs * steps_per_epoch
@@ -180,6 +194,8 @@ def lr_factor(step: int, steps_per_epoch: int, epochs: int, cfg: "ScheduleConfig
         return cfg.warmup_start + (1.0 - cfg.warmup_start) * step / warm
     if cfg.name == "constant":
         return 1.0
+    if cfg.name == "plateau":
+        return plateau
     if cfg.name == "step":
         return cfg.gamma ** math.floor((epoch - cfg.warmup_epochs) / cfg.step_size)
     if cfg.name == "multistep":
@@ -198,6 +214,53 @@ def lr_factor(step: int, steps_per_epoch: int, epochs: int, cfg: "ScheduleConfig
         t = min(1.0, (step - up) / max(1.0, total - up))
         return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * t))
     raise ValueError(f"unknown schedule {cfg.name!r}")
+
+
+class PlateauStep(NamedTuple):
+    """The plateau schedule after one epoch: the factor the next epoch trains with, and why."""
+
+    factor: float  # of the peak learning rate, for the next epoch
+    reduced: bool  # this epoch's validation made it drop
+    bad_epochs: int  # epochs without improvement that led to it (0 when not reduced)
+
+
+def plateau_steps(values: Sequence[float], cfg: "ScheduleConfig") -> List[PlateauStep]:
+    """The plateau schedule over a validation history (``values[i]``: the metric after epoch ``i + 1``).
+
+    torch's ``ReduceLROnPlateau`` (mode ``max`` for ``val_acc``, ``min`` for ``val_loss``; threshold mode ``rel``),
+    replayed from the history instead of held as state, so that a resumed run (whose checkpoint stores the
+    history) continues on exactly the same rates: an epoch improves when it beats the best so far by more than
+    ``threshold`` (relative); after more than ``patience`` epochs without improvement the factor is multiplied by
+    ``gamma`` (not below ``min_lr``, a fraction of the peak rate), and the ``cooldown`` epochs after a reduction
+    count no bad epochs.
+    """
+    maximise = cfg.plateau_metric == "val_acc"
+    best = -math.inf if maximise else math.inf
+    bad = cooldown = 0
+    factor, out = 1.0, []
+    for v in values:
+        v = float(v)
+        better = v > best * (1 + cfg.threshold) if maximise else v < best * (1 - cfg.threshold)  # torch's rel mode
+        if better:
+            best, bad = v, 0
+        else:
+            bad += 1
+        if cooldown > 0:
+            cooldown -= 1
+            bad = 0
+        reduced, count = False, 0
+        if bad > cfg.patience:
+            new = max(factor * cfg.gamma, cfg.min_lr)
+            reduced, count = new < factor, bad
+            factor, cooldown, bad = new, cfg.cooldown, 0
+        out.append(PlateauStep(factor, reduced, count))
+    return out
+
+
+def plateau_factor(history: Sequence[Dict[str, Any]], cfg: "ScheduleConfig") -> float:
+    """The plateau factor for the epoch after ``history`` (rows with ``val_acc`` / ``val_loss``); 1 before any."""
+    steps = plateau_steps([r[cfg.plateau_metric] for r in history], cfg)
+    return steps[-1].factor if steps else 1.0
 
 
 def set_lr(optimizer: torch.optim.Optimizer, base_lr: float, factor: float) -> float:

@@ -17,7 +17,6 @@ import io
 import json
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +31,16 @@ from ..data import Dataset, Loader, load_dataset, make_loader, split_validation,
 from ..data.base import Split
 from ..errors import UserError
 from ..hub import IMAGENET_MEAN, IMAGENET_STD, weights_preprocessing
-from ..io import (RunDir, is_weights_spec, load_weights, read_weights_meta, save_weights, storage_error,
+from ..io import (Progress, RunDir, is_weights_spec, load_weights, read_weights_meta, save_weights, storage_error,
                   write_text)
 from ..runtime import autocast, precision_name, resolve_device, resolve_precision
 from . import distributed as dist
 from .config import Config, config_to_dict, load_config, resume_conflicts
 from .evaluate import evaluate
 from .freeze import format_table, freeze, freeze_bn, stage_lr_scale, trainable_table
-from .losses import classification_loss
-from .optim import SAM, bn_stats_frozen, build_optimizer, lr_factor, param_groups, set_lr
+from .losses import classification_loss, target_classes
+from .optim import (SAM, bn_stats_frozen, build_optimizer, lr_factor, param_groups, plateau_factor, plateau_steps,
+                    set_lr)
 
 __all__ = ["fit", "prepare_run_dir", "TrainingDiverged", "Interrupted", "Splits", "Loaders", "load_splits",
            "build_model", "build_loaders", "build_optimizer_and_ema"]
@@ -87,10 +87,11 @@ class Loaders:
 
 
 def load_splits(cfg: Config) -> Splits:
-    """Read ``cfg.data``, carve the validation split out of train, keep ``per_class`` images of each class."""
+    """Read ``cfg.data``; validation is the dataset's own (a folder's ``val/``) or else carved out of train
+    (``data.val_split``); keep ``per_class`` images of each class."""
     ds = load_dataset(cfg.data.name, cfg.data.dir, cfg.data.download)
-    train, val = ds.train, None
-    if cfg.data.val_split > 0:
+    train, val = ds.train, ds.val
+    if val is None and cfg.data.val_split > 0:
         train, val = split_validation(ds.train, cfg.data.val_split, cfg.train.seed)
     if cfg.data.per_class:
         train = take_per_class(train, cfg.data.per_class, cfg.train.seed)
@@ -150,15 +151,26 @@ def build_loaders(cfg: Config, splits: Splits, image_size: Tuple[int, int], in_c
     """Batches on ``device``: the training loader (shuffled, augmented, this rank's share) and evaluation ones,
     normalised with ``stats`` (mean, std: :func:`normalization`)."""
     mean, std = stats
+    if splits.dataset.name == "folder":
+        from ..data.folder import describe_splits
+
+        for line in describe_splits(cfg.data.dir, splits.dataset, splits.val, cfg.data.val_split):
+            log(line)
     common = dict(image_size=image_size, mean=mean, std=std, device=device,
-                  channels_last=cfg.train.channels_last, in_chans=in_chans, num_workers=cfg.data.num_workers)
+                  channels_last=cfg.train.channels_last, in_chans=in_chans, num_workers=cfg.data.num_workers,
+                  cache=cfg.data.cache, cache_dir=cfg.data.cache_dir, max_bad_share=cfg.data.max_bad_share)
     eval_batch = cfg.data.eval_batch_size or 2 * cfg.data.batch_size
     batch = cfg.data.batch_size
     if len(splits.train) < batch:
         batch = len(splits.train)
         log(f"the training split has only {batch} images: one batch of {batch} per step")
     train = make_loader(splits.train, batch_size=batch, train=True, augment=cfg.data.augment, seed=cfg.train.seed,
-                        rank=rank, world_size=world, **common)
+                        rank=rank, world_size=world, drop_last=cfg.data.drop_last,
+                        num_classes=len(splits.classes), **common)
+    cache = getattr(train, "cache", None)
+    if cache is not None:
+        log(f"decoded images cached in {cache.dir} ({cache.nbytes / 2**20:,.1f} MiB when whole; data.cache=false "
+            "decodes every epoch instead)")
     val = make_loader(splits.val, batch_size=eval_batch, train=False, **common) if splits.val is not None else None
     test = make_loader(splits.test, batch_size=eval_batch, train=False, **common) if splits.test is not None else None
     return Loaders(train, val, test)
@@ -191,31 +203,6 @@ def _seed_and_backends(cfg: Config, device: torch.device) -> None:
 # ----------------------------------------------------------------------------------------- the run
 
 
-class _Progress:
-    """A tqdm bar on a terminal (images/s, loss, accuracy, ETA), nothing otherwise."""
-
-    def __init__(self, mode: str, enabled: bool) -> None:
-        self.on = enabled and (mode == "bar" or (mode == "auto" and sys.stderr.isatty()))
-        self.bar = None
-
-    def start(self, total: int, desc: str, initial: int = 0) -> None:
-        if self.on:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, initial=initial, unit="batch", leave=False, dynamic_ncols=True)
-
-    def update(self, **postfix: Any) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            if postfix:
-                self.bar.set_postfix(postfix, refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 class RunningSums:
     """The epoch's running sums on the device (no sync per step): loss x images, correct, images, first bad step."""
 
@@ -227,6 +214,7 @@ class RunningSums:
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, step: int) -> None:
         bad = (self.first_bad_step < 0) & ~torch.isfinite(loss)
         self.first_bad_step = torch.where(bad, step, self.first_bad_step)
+        y = target_classes(y)  # mixup/cutmix: soft targets count for their larger share
         self.loss_sum += loss.double() * y.numel()
         self.correct += (logits.argmax(1) == y).sum()
         self.seen += y.numel()
@@ -307,6 +295,12 @@ class Trainer:
                                      self.world, self.log, (self.mean, self.std))
         self.data_seconds = time.perf_counter() - t0
         self.steps_per_epoch = len(self.loaders.train)
+        if self.loaders.val is None:
+            for what, on in (("schedule plateau", cfg.schedule.name == "plateau"),
+                             ("train.keep_best", cfg.train.keep_best),
+                             ("train.early_stop_patience", cfg.train.early_stop_patience)):
+                if on:
+                    raise UserError(f"{what} needs validation: data.val_split > 0 or a val/ folder")
 
         ddp_model = dist.wrap(model, self.device, cfg.train.sync_bn)
         self.optimizer, self.scaler, self.ema = build_optimizer_and_ema(cfg, model, lr_scale, self.amp_dtype)
@@ -314,7 +308,7 @@ class Trainer:
         self.step_model = torch.compile(ddp_model) if cfg.train.compile else ddp_model
 
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
-        self.best_val, self.best_epoch = -1.0, 0  # train.keep_best / train.early_stopping
+        self.best_val, self.best_epoch = -1.0, 0  # checkpoints/best/, train.keep_best
         self.history: List[Dict[str, Any]] = []
         self.running = RunningSums(self.device)
         self.train_seconds = 0.0
@@ -333,10 +327,35 @@ class Trainer:
         batch = f"batch {loaders.train.batch_size}"
         if self.world > 1:
             batch += f" x {self.world} ranks = {loaders.train.batch_size * self.world} global"
+        # The counts an epoch uses: what drop_last (and a last batch of one, or the ranks' equal shares) leaves out.
+        used, total = loaders.train.num_samples * self.world, len(self.splits.train)
+        train = f"{used:,} train"
+        if used < total:
+            short = (loaders.train.per_rank - loaders.train.num_samples) * self.world
+            why = []
+            if short and loaders.train.drop_last:
+                why.append(f"{short:,} short of a batch; data.drop_last=false keeps them")
+            elif short:
+                why.append("a last batch of 1 left out: BatchNorm needs 2")
+            if total - loaders.train.per_rank * self.world:
+                why.append(f"{total - loaders.train.per_rank * self.world} over an equal share of {self.world} ranks")
+            train = f"{used:,} of {total:,} train per epoch ({'; '.join(why)})"
+        # Where the size came from (builder.plan_input decided it).
+        size = self.image_size[0]
+        if cfg.data.image_size:
+            source = "data.image_size"
+        elif size == int(self.splits.dataset.image_size[0]):
+            source = "the images' size"
+        else:
+            from ..builder import model_info
+
+            if size == model_info(cfg.model.name).input_size[-1]:
+                source = "the model's input"
+            else:
+                source = "planned for the pretrained weights" if cfg.model.pretrained else "the small-image plan"
         return (f"{cfg.model.name}: {n:,} parameters ({trainable:,} trainable) | {cfg.data.name}: "
-                f"{loaders.train.num_samples * self.world:,} train, "
-                f"{loaders.val.num_samples if loaders.val else 0:,} val | "
-                f"{self.image_size[0]}px, {batch}, {self.device}, {precision_name(self.amp_dtype)}"
+                f"{train}, {loaders.val.num_samples if loaders.val else 0:,} val | "
+                f"{size}px ({source}), {batch}, {self.device}, {precision_name(self.amp_dtype)}"
                 f"{', channels_last' if cfg.train.channels_last else ''}"
                 f"{f', {cfg.optim.name} + SAM (rho {cfg.optim.sam_rho:g})' if cfg.optim.sam else ''}")
 
@@ -348,7 +367,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "rng_cpu": torch.get_rng_state(), "running": self.running.state(),
             "history": json.dumps(self.history), "train_seconds": self.train_seconds,
-            "best_val": self.best_val, "best_epoch": self.best_epoch,
+            "best_val": self.best_val, "best_epoch": self.best_epoch, RunDir.PROTECTED: self._top_tags(),
             "wall_seconds": self.wall_before + (time.perf_counter() - self.t_process),
         }
         if self.device.type == "cuda":
@@ -489,13 +508,16 @@ class Trainer:
             self.running = RunningSums(self.device)
         sync_every = 1 if self.device.type == "cpu" else 25
         self.progress.start(self.steps_per_epoch, f"epoch {self.epoch + 1}/{cfg.train.epochs}", skip)
+        # The plateau schedule's factor for this epoch, from the validation history (the checkpoint stores it).
+        plateau = plateau_factor(self.history[:self.epoch], cfg.schedule) if cfg.schedule.name == "plateau" else 1.0
         # The rate of the last step taken, for an epoch whose batches were all done before a resume.
-        lr = cfg.optim.lr * lr_factor(max(self.step - 1, 0), self.steps_per_epoch, cfg.train.epochs, cfg.schedule)
+        lr = cfg.optim.lr * lr_factor(max(self.step - 1, 0), self.steps_per_epoch, cfg.train.epochs, cfg.schedule,
+                                      plateau)
         t0, seen = time.perf_counter(), 0
         # A resumed epoch starts at batch `skip`: order and augmentation are seeded per (epoch, batch).
         for i, (x, y) in enumerate(loader, start=skip):
             lr = set_lr(self.optimizer, cfg.optim.lr,
-                        lr_factor(self.step, self.steps_per_epoch, cfg.train.epochs, cfg.schedule))
+                        lr_factor(self.step, self.steps_per_epoch, cfg.train.epochs, cfg.schedule, plateau))
             self.train_step(x, y)
             self.step += 1
             self.batch_in_epoch = i + 1
@@ -517,12 +539,13 @@ class Trainer:
     def validate(self) -> Dict[str, float]:
         if self.loaders.val is None:
             return {"val_loss": float("nan"), "val_acc": float("nan")}
-        v = evaluate(self.eval_model(), self.loaders.val, len(self.classes), self.device, self.amp_dtype)
+        v = evaluate(self.eval_model(), self.loaders.val, len(self.classes), self.device, self.amp_dtype,
+                     progress=self.cfg.run.progress if self.is_rank0 else "none", desc="validation")
         return {"val_loss": v["loss"], "val_acc": v["top1"]}
 
     def fit(self) -> Dict[str, Any]:
         cfg = self.cfg
-        self.progress = _Progress(cfg.run.progress, self.is_rank0)
+        self.progress = Progress(cfg.run.progress, self.is_rank0)
         self.writer = self._tensorboard() if self.is_rank0 else None
         old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
@@ -540,10 +563,11 @@ class Trainer:
                 self.log(self._epoch_line(row))
                 self._write_metrics(row)
                 self._track_best(row)
+                self._log_plateau()
                 stop_early = self._stops_early()
                 stop = self._stop_agreed()
                 if (self.epoch % cfg.run.checkpoint_every == 0 or self.epoch == cfg.train.epochs or stop_early
-                        or stop is not None):
+                        or stop is not None or self._enters_top()):
                     self.save(f"epoch-{self.epoch:04d}")
                 if stop is not None:
                     raise Interrupted(stop, self.run_dir)
@@ -557,27 +581,82 @@ class Trainer:
         return self._finish()
 
     def _track_best(self, row: Dict[str, Any]) -> None:
-        """A better validation accuracy: remember the epoch and, with keep_best, write its weights."""
+        """A better validation accuracy: remember the epoch and write its weights to ``checkpoints/best/``.
+
+        Written before the epoch's checkpoint records the epoch as best, so a run killed in between replays the
+        epoch (bit-identical) and writes the same best/ again.
+        """
         if row["val_acc"] != row["val_acc"] or row["val_acc"] <= self.best_val:  # NaN (no validation) or no better
             return
         self.best_val, self.best_epoch = float(row["val_acc"]), int(row["epoch"])
-        if self.cfg.train.keep_best and self.is_rank0:
-            save_weights(self.run.best, self.eval_model(), dict(self.meta(), epoch=self.best_epoch))
+        if self.is_rank0:
+            self.run.save_best(self.eval_model(), dict(self.meta(), epoch=self.best_epoch, step=self.step,
+                                                       val_acc=self.best_val, val_loss=float(row["val_loss"])))
+
+    def _top_epochs(self) -> List[int]:
+        """The ``train.keep_top`` best validation epochs so far (ties: the earlier epoch), best first."""
+        n = self.cfg.train.keep_top
+        rows = [r for r in self.history if r["val_acc"] == r["val_acc"]]
+        return [int(r["epoch"]) for r in sorted(rows, key=lambda r: (-r["val_acc"], r["epoch"]))[:n]] if n else []
+
+    def _top_tags(self) -> List[str]:
+        """The checkpoints pruning keeps for ``train.keep_top``."""
+        return [f"epoch-{e:04d}" for e in self._top_epochs()]
+
+    def _enters_top(self) -> bool:
+        """The epoch just finished is among the keep_top best: it gets a checkpoint, whatever checkpoint_every."""
+        return self.epoch in self._top_epochs()
+
+    def _log_plateau(self) -> None:
+        """The plateau schedule's line when this epoch's validation lowers the rate."""
+        sched = self.cfg.schedule
+        if sched.name != "plateau":
+            return
+        steps = plateau_steps([r[sched.plateau_metric] for r in self.history], sched)
+        if steps and steps[-1].reduced:
+            before = steps[-2].factor if len(steps) > 1 else 1.0
+            what = "accuracy" if sched.plateau_metric == "val_acc" else "loss"
+            n = steps[-1].bad_epochs
+            self.log(f"epoch {self.epoch}: validation {what} has not improved for {n} epoch{'s' * (n != 1)}: "
+                     f"learning rate {self.cfg.optim.lr * before:.4g} -> {self.cfg.optim.lr * steps[-1].factor:.4g}")
 
     def _stops_early(self) -> bool:
-        patience = self.cfg.train.early_stopping
-        if not patience or self.epoch - self.best_epoch < patience or self.epoch >= self.cfg.train.epochs:
+        """``train.early_stop_patience`` epochs without an improvement above ``early_stop_min_delta``.
+
+        Keras's rule, replayed from the history (so a resume decides alike): the reference is the last epoch that
+        improved on it by more than the delta; with delta 0 that is the best epoch.
+        """
+        patience, delta = self.cfg.train.early_stop_patience, self.cfg.train.early_stop_min_delta
+        if not patience or self.epoch >= self.cfg.train.epochs:
             return False
-        self.log(f"early stopping after epoch {self.epoch}: no better validation accuracy for {patience} epochs "
+        ref, ref_epoch = -float("inf"), 0
+        for r in self.history:
+            if r["val_acc"] == r["val_acc"] and r["val_acc"] > ref + delta:
+                ref, ref_epoch = float(r["val_acc"]), int(r["epoch"])
+        if self.epoch - ref_epoch < patience:
+            return False
+        by = f" by more than {delta:g}" if delta else ""
+        self.log(f"early stopping after epoch {self.epoch}: no better validation accuracy{by} for {patience} epochs "
                  f"(best {self.best_val:.4f} at epoch {self.best_epoch})")
         return True
 
     def _restore_best(self, model: nn.Module) -> None:
-        """With keep_best: the best validation epoch's weights into ``model`` (on every rank), before the test."""
+        """With keep_best: the best validation epoch's weights into ``model`` (on every rank), before the test.
+
+        From ``checkpoints/best/``; a run begun before it existed and whose best epoch came before its resume has
+        them in ``best.safetensors``.
+        """
         if not self.cfg.train.keep_best or not self.best_epoch:
             return
         dist.barrier()  # rank 0 wrote the file
-        weights, _ = load_weights(self.run.best)
+        path = self.run.best_weights()
+        if path is not None and path != self.run.legacy_best and self.run.legacy_best.is_file():
+            if read_weights_meta(path).get("epoch") != self.best_epoch:  # best/ is from after the resume: not it
+                path = self.run.legacy_best
+        if path is None:
+            raise UserError(f"{self.run_dir} has no weights of its best epoch {self.best_epoch} (checkpoints/best/ "
+                            "is missing); set train.keep_best=false to test the last weights")
+        weights, _ = load_weights(path)
         model.load_state_dict(weights)
         self.log(f"keeping the weights of epoch {self.best_epoch} (best validation accuracy {self.best_val:.4f})")
 
@@ -615,7 +694,8 @@ class Trainer:
         """The one look at the test split, after training."""
         t_test = time.perf_counter()
         tta = self.cfg.train.tta
-        t = evaluate(model, self.loaders.test, len(self.classes), self.device, self.amp_dtype, tta)
+        t = evaluate(model, self.loaders.test, len(self.classes), self.device, self.amp_dtype, tta,
+                     progress=self.cfg.run.progress if self.is_rank0 else "none", desc="test")
         self.log(f"test  top1 {t['top1']:.4f}  top5 {t['top5']:.4f}  ({t['n']:,} images"
                  f"{', TTA ' + tta if tta else ''})")
         return {"test_top1": t["top1"], "test_top5": t["top5"], "test_loss": t["loss"], "tta": tta,
