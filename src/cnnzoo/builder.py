@@ -297,11 +297,13 @@ LARGEST_INPUT = 4096  # px: the largest image side a run may ask for (8x the lar
 
 @dataclass
 class InputPlan:
-    """How to feed images to a model: the ``create_model`` arguments, the image size, and what was decided."""
+    """How to feed images to a model: the ``create_model`` arguments, the image size, what was decided, and where
+    the size came from (``source``, as the run's header says it: "data.image_size", "the images' size", ...)."""
 
     kwargs: Dict[str, Any]
     image_size: int
     note: str
+    source: str = "the images' size"
 
 
 def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = None,
@@ -326,6 +328,7 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
                         f"{info.input_size[-1]} px: choose a size near it")
     si = info.small_input
     chans = info.input_size[0]
+    source = "data.image_size" if image_size is not None else "the images' size"
     m = None  # the model as planned, on the meta device: built once kwargs are settled
     if pretrained:
         meta = stored_meta(pretrained)
@@ -335,17 +338,20 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
             trained = meta.get("image_size")
             if image_size is None and trained and int(trained[0]) != data_size:
                 image_size = int(trained[0])
+                source = "planned for the pretrained weights"
                 notes.append(f"{name} weights trained at {image_size}px: resizing {data_size}px images to it")
         elif (image_size is None and si.has_option and not si.chosen_in(kwargs)
               and si.is_small(data_size, info.input_size[-1])):
             kwargs.update({k: not v if isinstance(v, bool) else v for k, v in si.kwargs.items()})
             m = _build_on_meta_device(name, num_classes=10, in_chans=chans, **kwargs)
             image_size = max(min(info.input_size[-1], 4 * data_size), int(m.min_input_size))
+            source = "planned for the pretrained weights"
             notes.append(f"pretrained weights of {name}'s own configuration: keeping it (no {si.args_text()}) and "
                          f"resizing {data_size}px images to {image_size}px (data.image_size sets another size)")
     if image_size is None and data_size > info.input_size[-1]:
         # Photos of any size train at the model's own input size, never at the size of the first file found.
         image_size = info.input_size[-1]
+        source = "the model's input"
         notes.append(f"{data_size}px images: training at {name}'s input size, {image_size}px "
                      "(data.image_size sets another size)")
     if image_size is None and si.is_small(data_size, info.input_size[-1]):
@@ -354,6 +360,7 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
             notes.append(f"small images: building {name} with " + ", ".join(f"{k}={v}" for k, v in si.kwargs.items()))
         elif si.resizes:
             image_size = si.size
+            source = "the model's input" if si.size == info.input_size[-1] else "the small-image plan"
             notes.append(f"{name} needs a large input: resizing {data_size}px images to {si.size}px")
     size = image_size or data_size
     if m is None:
@@ -367,7 +374,8 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
             new = max(min_size, 32)
         notes.append(f"{size}px is below {name}'s minimum of {min_size}px: resizing to {new}px")
         size = new
-    return InputPlan(kwargs, int(size), "; ".join(notes))
+        source = "the model's input" if new == info.input_size[-1] else "the small-image plan"
+    return InputPlan(kwargs, int(size), "; ".join(notes), source)
 
 
 # ----------------------------------------------------------------------------------------- models from files

@@ -185,13 +185,13 @@ class DecodedCache:
 
     # ---------------------------------------------------------------- rows
 
-    def known(self, row: int) -> bool:
-        """Whether ``row`` is decoded (or known unreadable) for the file as it is now."""
-        return self.entries[row] is not None
+    UNKNOWN, GOOD, BAD = -1, 0, 1  # what :meth:`states` says of a row
 
-    def error(self, row: int) -> str:
-        """Why ``row``'s file is unreadable ("" for a good row; only for known rows)."""
-        return self.entries[row][2]
+    def states(self, rows: np.ndarray) -> np.ndarray:
+        """Per row: UNKNOWN (to be decoded for the file as it is now), GOOD (decoded) or BAD (known unreadable)."""
+        entries = self.entries
+        return np.array([self.UNKNOWN if entries[r] is None else (self.BAD if entries[r][2] else self.GOOD)
+                         for r in np.asarray(rows).tolist()], dtype=np.int8)
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """The rows (sorted indices read fastest), K x C x S x S uint8, from the main process's map."""

@@ -313,8 +313,7 @@ class FolderLoader(Loader):
                 data = FolderData(data.samples)
             self.cache = DecodedCache(files, mode, self.decoded_size, cache_dir, data.root)
             self.rows = np.array([where[p] for p, _ in data.samples], dtype=np.int64)
-            self._check_share([p for (p, _), r in zip(data.samples, self.rows)
-                               if self.cache.known(int(r)) and self.cache.error(int(r))])
+            self._check_share([p for (p, _), st in zip(data.samples, self._states()) if st == DecodedCache.BAD])
         self._remembered = self.cache is not None  # say once which remembered files are skipped
         if self.augment is not None:
             eigen = (torch.tensor(IMAGENET_EIGVAL), torch.tensor(IMAGENET_EIGVEC))
@@ -330,26 +329,21 @@ class FolderLoader(Loader):
 
     # ---------------------------------------------------------------- what the cache knows
 
+    def _states(self) -> np.ndarray:
+        """Per sample: its row's :meth:`~cnnzoo.data.cache.DecodedCache.states` (unknown, good, unreadable)."""
+        return self.cache.states(self.rows)
+
     def _known(self) -> np.ndarray:
         """Per sample: its row is decoded (or known unreadable) in the cache."""
-        return np.array([self.cache.known(int(r)) for r in self.rows], dtype=bool)
-
-    def _usable(self) -> np.ndarray:
-        """Per sample: its row is decoded and good (only when every row is known)."""
-        return np.array([not self.cache.error(int(r)) for r in self.rows], dtype=bool)
+        return self._states() != self.cache.UNKNOWN
 
     def _requests(self, idx: np.ndarray) -> List[int]:
         """A batch's indices as the workers take them: decode, or read the cache's row; known-bad rows left out."""
         if self.cache is None:
             return idx.tolist()
-        out = []
-        for i in idx.tolist():
-            row = int(self.rows[i])
-            if not self.cache.known(row):
-                out.append(i)
-            elif not self.cache.error(row):
-                out.append(-i - 1)
-        return out
+        states = self.cache.states(self.rows[idx])
+        return [i if st == self.cache.UNKNOWN else -i - 1
+                for i, st in zip(idx.tolist(), states.tolist()) if st != self.cache.BAD]
 
     def _leftovers(self, reached: np.ndarray) -> np.ndarray:
         """This rank's share of the samples whose rows are still unknown and that this pass does not reach."""
@@ -386,19 +380,19 @@ class FolderLoader(Loader):
         epoch, start = self._epoch_start()
         if self._remembered:
             self._remembered = False
-            bad = sum(1 for r in self.rows if self.cache.known(int(r)) and self.cache.error(int(r)))
+            bad = int((self._states() == self.cache.BAD).sum())
             if bad:
                 warn(f"{bad} of {self.n:,} images unreadable (as the decoded cache {self.cache.dir} remembers), "
                      "skipped")
-        if self.cache is not None and self._known().all():
-            yield from self._from_cache(epoch, start)
+        states = self._states() if self.cache is not None else None
+        if states is not None and (states != self.cache.UNKNOWN).all():
+            yield from self._from_cache(epoch, start, states == self.cache.GOOD)
         else:
             yield from self._from_workers(epoch, start)
         self._epoch_done(epoch)
 
-    def _from_cache(self, epoch: int, start: int):
-        """Every row decoded: whole batches from the memory map, in the main process."""
-        usable = self._usable()
+    def _from_cache(self, epoch: int, start: int, usable: np.ndarray):
+        """Every row decoded (``usable``: per sample, good): whole batches from the memory map, in the main process."""
         order = self._order(epoch).numpy()
         bs = self.batch_size
         for b in range(start, self.num_batches):

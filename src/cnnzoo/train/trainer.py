@@ -277,6 +277,7 @@ class Trainer:
         if plan.note:
             self.log(plan.note)
         self.image_size = (plan.image_size, plan.image_size)
+        self.size_source = plan.source  # where the size came from, for the header
 
         model, lr_scale = build_model(cfg, self.splits, plan, self.log, resuming=self.resume)
         self.amp_dtype = resolve_precision(cfg.train.precision, self.device, model)
@@ -340,22 +341,9 @@ class Trainer:
             if total - loaders.train.per_rank * self.world:
                 why.append(f"{total - loaders.train.per_rank * self.world} over an equal share of {self.world} ranks")
             train = f"{used:,} of {total:,} train per epoch ({'; '.join(why)})"
-        # Where the size came from (builder.plan_input decided it).
-        size = self.image_size[0]
-        if cfg.data.image_size:
-            source = "data.image_size"
-        elif size == int(self.splits.dataset.image_size[0]):
-            source = "the images' size"
-        else:
-            from ..builder import model_info
-
-            if size == model_info(cfg.model.name).input_size[-1]:
-                source = "the model's input"
-            else:
-                source = "planned for the pretrained weights" if cfg.model.pretrained else "the small-image plan"
         return (f"{cfg.model.name}: {n:,} parameters ({trainable:,} trainable) | {cfg.data.name}: "
                 f"{train}, {loaders.val.num_samples if loaders.val else 0:,} val | "
-                f"{size}px ({source}), {batch}, {self.device}, {precision_name(self.amp_dtype)}"
+                f"{self.image_size[0]}px ({self.size_source}), {batch}, {self.device}, {precision_name(self.amp_dtype)}"
                 f"{', channels_last' if cfg.train.channels_last else ''}"
                 f"{f', {cfg.optim.name} + SAM (rho {cfg.optim.sam_rho:g})' if cfg.optim.sam else ''}")
 
