@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ..errors import UserError
+from ..io import Progress
 from ..runtime import resolve_device
 from .flops import human
 from .load import is_run, read_results
@@ -87,7 +88,7 @@ def _label(spec: str, taken: set) -> str:
 
 def compare(specs: Sequence[str], input_size: Optional[str] = None, timing: bool = True, batch_size: int = 8,
             repeats: int = 3, device: str = "cpu", model_kwargs: Optional[Dict[str, Dict[str, Any]]] = None,
-            **create_kwargs: Any) -> List[Entry]:
+            progress: str = "none", **create_kwargs: Any) -> List[Entry]:
     """One :class:`Entry` per model name, run directory or ``.safetensors`` file, in the order given.
 
     Args:
@@ -96,13 +97,15 @@ def compare(specs: Sequence[str], input_size: Optional[str] = None, timing: bool
         timing: measure images/s (slow for big models on a CPU).
         batch_size, repeats, device: of the timing.
         model_kwargs: ``create_model`` arguments for one registry name (``{"resnet18": {"small_input": True}}``).
+        progress: with ``timing``, a bar over the entries (:data:`cnnzoo.choices.PROGRESS`; ``auto``: on a
+            terminal, on stderr).
         **create_kwargs: ``create_model`` arguments for every registry name (``num_classes=10``...).
     """
     if not specs:
         raise UserError("nothing to compare: give model names and/or --runs RUN_DIR ...")
     out: List[Entry] = []
     taken: set = set()
-    for spec in specs:
+    for spec in Progress(progress if timing else "none", unit="model").iterate(list(specs), desc="timing"):
         run = is_run(spec)
         kwargs = {} if run else dict(create_kwargs, **(model_kwargs or {}).get(spec, {}))
         try:

@@ -66,27 +66,11 @@ def run(args: argparse.Namespace) -> int:
             option = model_info(n).small_input.option_kwargs()
             if option:
                 per_model[n] = option
-    if not args.no_timing:
-        specs = _Ticking(specs, args.progress)
     entries = compare(specs, args.input, not args.no_timing, args.batch_size, args.repeats, args.device,
-                      per_model, **kwargs)
+                      per_model, progress=args.progress, **kwargs)
     print(format_table(entries, args.format))
     if args.plot:
         from ..viz.compare import plot_compare
 
         print(f"wrote {plot_compare(entries, args.plot)}")
     return 0
-
-
-class _Ticking(list):
-    """The specs, whose one walk by ``analysis.compare.compare`` (in order, each summarised and timed in turn: the
-    timing is the slow part) moves a progress bar one entry at a time (``--progress``)."""
-
-    def __init__(self, specs, mode: str) -> None:
-        super().__init__(specs)
-        self.mode = mode
-
-    def __iter__(self):
-        from ..io import Progress
-
-        return iter(Progress(self.mode, unit="model").iterate(list(super().__iter__()), desc="timing"))
