@@ -22,6 +22,9 @@ from cnnzoo.io import RunDir, load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
+# Runs a test signals mid-way: each step pauses 30 ms, so an epoch (about 50 steps) lasts well over the test's
+# 0.3 s wait on any machine (an epoch of digits takes 0.1 s without it: a run could end before the signal).
+SLOW = dict(ENV, CNNZOO_STEP_DELAY="0.03")
 BASE = ["train", "--model", "lenet5", "--data", "digits", "--epochs", "3", "--batch-size", "32", "--deterministic",
         "--no-progress", "--precision", "fp32", "--set", "run.tensorboard=false"]
 
@@ -48,7 +51,7 @@ def reference(tmp_path_factory):
 
 
 def _start(out: Path, env=None):
-    return subprocess.Popen([sys.executable, "-m", "cnnzoo", *BASE, "--output", str(out)], env=env or ENV, cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "cnnzoo", *BASE, "--output", str(out)], env=env or SLOW, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -71,7 +74,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(reference, tmp_path):
 def test_sigkill_while_writing_a_checkpoint(reference, tmp_path):
     """Killed inside a checkpoint write: the previous checkpoint stays intact and the resume is bit-exact."""
     out = tmp_path / "run"
-    env = dict(ENV, CNNZOO_CHECKPOINT_DELAY="3")
+    env = dict(SLOW, CNNZOO_CHECKPOINT_DELAY="3")
     p = _start(out, env)
     ck = out / "checkpoints"
     deadline = time.time() + 120
@@ -147,7 +150,7 @@ def _workers_of(out: Path) -> list:
 
 
 def _start_ddp(out: Path):
-    return subprocess.Popen([sys.executable, "-m", "cnnzoo", *DDP, "--output", str(out)], env=ENV, cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "cnnzoo", *DDP, "--output", str(out)], env=SLOW, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
