@@ -52,3 +52,32 @@ def test_eval_of_a_folder_run_needs_no_data_dir(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out)]) == 0
     assert f"(8 images, {res['precision']})" in capsys.readouterr().out
+
+
+def test_predict_sees_a_folder_run_test_image_as_its_test_pass_did(tmp_path):
+    """A folder run's weights carry S (the decoded side): prepare fits the image's centred square to S x S and takes
+    its centre crop, as the folder loader's evaluation does; the run's input for the same file agrees to within
+    PIL's and PyTorch's resampling (a level), far closer than the whole-square resize it replaced."""
+    import torch
+    from PIL import Image
+
+    from cnnzoo.data.cache import decoded_size
+    from cnnzoo.data import load_dataset, make_loader
+    from cnnzoo.inference import prepare
+
+    root = tmp_path / "photos"
+    yy, xx = np.mgrid[0:90, 0:120]
+    img = np.stack([(yy * 2.5) % 256, (xx * 2) % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    for c in ("a", "b"):  # a classifier's folder has two classes; the first image is a/0.png
+        (root / "train" / c).mkdir(parents=True)
+        Image.fromarray(img).save(root / "train" / c / "0.png")
+    size, s = (32, 32), decoded_size((32, 32))
+    rm = {"image_size": list(size), "in_chans": 3, "mean": [0.0] * 3, "std": [1 / 255] * 3, "resize": s}
+    shown, x = prepare(torch.from_numpy(img).permute(2, 0, 1).contiguous(), rm)
+    loader = make_loader(load_dataset("folder", str(root)).train, batch_size=1, train=False, image_size=size, mean=[0.0] * 3, std=[1 / 255] * 3,
+                         device="cpu", num_workers=0, cache=False)
+    want, _ = next(iter(loader))
+    assert x.shape == want.shape == (1, 3, 32, 32) and shown.shape == (3, 32, 32)
+    assert (x - want).abs().mean() < 0.5 and (x - want).abs().max() <= 2.0  # measured 0.09 and 1.0
+    old = prepare(torch.from_numpy(img).permute(2, 0, 1).contiguous(), dict(rm, resize=None))[1]
+    assert (old - want).abs().mean() > 3.0  # the whole square resized to 32: 6.2 levels off on average

@@ -1,9 +1,11 @@
 """Turning images into model inputs and model outputs into answers, for trained runs.
 
-:func:`prepare` is the one way a single image becomes a model's input (``predict`` and ``viz`` use it): the
-largest centred crop with the aspect ratio of the run's input, resized to it, normalised with the run's mean
-and std — what the folder loader does to training images (PIL's ``ImageOps.fit``), so a photo is seen as in
-training. ``eval`` runs the dataset loader itself, the same one training used.
+:func:`prepare` is the one way a single image becomes a model's input (``predict`` and ``viz`` use it), the way
+the run's own test pass saw its images: for a folder run (its metadata's ``resize``: S, the side the folder
+loader decodes to), the largest centred square fitted to S x S, then its centre crop of the run's input size
+(ImageNet's resize-256 / crop-224 evaluation); otherwise the largest centred crop with the aspect ratio of the
+run's input, resized to it. Then normalised with the run's mean and std. ``eval`` runs the dataset loader
+itself, the same one training used.
 """
 
 from __future__ import annotations
@@ -54,7 +56,15 @@ def prepare(image: torch.Tensor, rm: Dict[str, Any]) -> Tuple[torch.Tensor, torc
     ``rm`` is :func:`run_meta`'s preprocessing (image_size, mean, std, in_chans).
     """
     size = tuple(int(s) for s in rm["image_size"])
+    resize = rm.get("resize")
     crop = centre_crop(image, size)
+    if resize and int(resize) >= max(size):  # as the folder loader: the square fitted to S, then its centre
+        side = int(resize)
+        square = centre_crop(image, (side, side))[None].float()
+        square = F.interpolate(square, size=(side, side), mode="bilinear", align_corners=False,
+                               antialias=square.shape[-1] > side)[0].round().clamp(0, 255).to(torch.uint8)
+        top, left = int(round((side - size[0]) / 2.0)), int(round((side - size[1]) / 2.0))  # torchvision's
+        crop = square[..., top:top + size[0], left:left + size[1]]
     x = preprocess(crop, size, rm["mean"], rm["std"], rm["in_chans"])
     shown = crop[None].float()
     if tuple(shown.shape[-2:]) != size:
@@ -77,4 +87,5 @@ def run_meta(meta: Dict[str, Any], model) -> Dict[str, Any]:
     mean = meta.get("mean") or (list(IMAGENET_MEAN) if c == 3 else [0.5] * c)
     std = meta.get("std") or (list(IMAGENET_STD) if c == 3 else [0.5] * c)
     classes = meta.get("classes") or [str(i) for i in range(model.num_classes)]
-    return {"image_size": size, "in_chans": c, "mean": mean, "std": std, "classes": classes}
+    return {"image_size": size, "in_chans": c, "mean": mean, "std": std, "classes": classes,
+            "resize": meta.get("resize")}

@@ -18,9 +18,8 @@ Decisions:
 
 * RandomResizedCrop samples as torchvision's ``RandomResizedCrop.make_params`` (10 tries of area and log-ratio,
   then the central fallback), vectorised: 10 candidates per image at once, the first that fits wins. Boxes are
-  resampled with ``torchvision.ops.roi_align`` (aligned, adaptive sampling): bilinear when enlarging, the mean of
-  ceil(box / output) bilinear samples per output pixel when shrinking, close to torchvision's antialiased
-  resize (tests/test_augment_modern.py states the difference) in one call for boxes of different sizes.
+  resampled as torchvision's ``resized_crop`` does (bilinear, antialiased when shrinking), by per-image
+  interpolation matrices applied as two batched matrix products (:func:`resample_boxes`).
 * Scale jitter (Simonyan & Zisserman 2015, sec. 3.1) as a ratio ``s = S / crop``: VGG's S in [256, 512] for a
   224 crop is ``scale_jitter=(256/224, 512/224)``. An H x W image with shorter side m, output h x w and
   c = max(h, w) (VGG's square crop: c = h = w): the image is rescaled by k = s c / m (shorter side S = s c,
@@ -55,7 +54,7 @@ import torch.nn.functional as F
 from ..errors import UserError
 from .base import LUMA
 
-__all__ = ["AugmentConfig", "BatchAugment", "pca_eigen", "resample_boxes", "auto_magnitudes", "IMAGENET_EIGVAL",
+__all__ = ["AugmentConfig", "BatchAugment", "pca_eigen", "resample_boxes", "resample_matrices", "auto_magnitudes", "IMAGENET_EIGVAL",
            "IMAGENET_EIGVEC", "AUTO_OPS"]
 
 # AlexNet-style lighting for photographs of unknown origin: the ImageNet RGB eigen-decomposition (0..1 scale)
@@ -105,6 +104,11 @@ class AugmentConfig:
 
     Attributes:
         hflip: random horizontal flip with probability 0.5.
+        alt_flip: airbench's alternating flip (Jordan 2024, arXiv 2404.00498), with ``hflip``: each training image
+            draws one bit from the seed and its index in the split, is flipped in epoch 0 where the bit is set
+            and in each later epoch where the bit differs from the epoch's parity, so every pair of epochs
+            (2k, 2k + 1) shows it once mirrored and once not, where independent flips repeat an orientation for
+            half the images. The loader decides these flips (see :mod:`cnnzoo.data.loader`).
         translate: pad by this many pixels (zeros) and crop back at a random offset, at the output resolution.
         rotate: random rotation, uniform in ±rotate degrees (zeros fill the corners).
         color: brightness, contrast and saturation factors uniform in [1 - color, 1 + color].
@@ -132,6 +136,7 @@ class AugmentConfig:
     """
 
     hflip: bool = False
+    alt_flip: bool = False
     translate: int = 0
     rotate: float = 0.0
     color: float = 0.0
@@ -190,7 +195,7 @@ class AugmentConfig:
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 bad(name, v, want)
 
-        for name in ("random_resized_crop", "trivialaugment"):
+        for name in ("alt_flip", "random_resized_crop", "trivialaugment"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, getattr(self, name), "true or false")
         self.rrc_scale = pair("rrc_scale", lambda lo, hi: 0.0 < lo and hi <= 1.0,
@@ -212,6 +217,9 @@ class AugmentConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= hi:
                 bad(name, v, want)
             setattr(self, name, float(v))
+        if self.alt_flip and not self.hflip:
+            raise UserError("data.augment.alt_flip decides which images data.augment.hflip mirrors, and hflip is off; "
+                            "set hflip to true (or alt_flip to false)")
         if self.random_resized_crop and self.scale_jitter is not None:
             raise UserError("data.augment.random_resized_crop and data.augment.scale_jitter are both on; they are two "
                             "ways to crop, so use one (set the other to false / null)")
@@ -262,22 +270,45 @@ def _uniform(g: torch.Generator, n: int, lo: float, hi: float, device) -> torch.
     return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
 
 
+def resample_matrices(start: torch.Tensor, length: torch.Tensor, n_in: int, n_out: int) -> torch.Tensor:
+    """Per-image interpolation matrices along one axis: N x n_out x n_in (float32), rows summing to one.
+
+    Output pixel j of image n samples the box [start, start + length) at its centre start + (j + 1/2) x scale
+    (scale = length / n_out; pixel k covers [k, k + 1]) with a triangle filter of half-width max(scale, 1):
+    bilinear when enlarging, widened when shrinking (antialiased), as torchvision's antialiased resize weighs;
+    only the pixels the box covers (floor(start) .. ceil(start + length) - 1) contribute, as when the box is
+    cropped first. Built in place in float32: the float64 version cost as much as the products it feeds.
+    """
+    dev = start.device
+    start = start.to(torch.float32)[:, None, None]
+    length = length.to(torch.float32)[:, None, None]
+    scale = length / n_out
+    centre = (start - 0.5) + (torch.arange(n_out, device=dev, dtype=torch.float32)[None, :, None] + 0.5) * scale
+    k = torch.arange(n_in, device=dev, dtype=torch.float32)[None, None, :]  # pixel k's centre is k + 1/2
+    w = (k - centre).abs_().div_(scale.clamp_min(1.0)).neg_().add_(1.0).clamp_(min=0.0)
+    w.mul_((k >= torch.floor(start + 1e-4)) & (k < torch.ceil(start + length - 1e-4)))
+    return w.div_(w.sum(-1, keepdim=True).clamp_min_(1e-12))
+
+
 def resample_boxes(x: torch.Tensor, boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """Each image's box (N x 4: top, left, height, width in pixels; fractions allowed) resampled to ``size``.
 
-    One ``torchvision.ops.roi_align`` call (``aligned=True``: pixel i covers [i, i + 1]; adaptive sampling):
-    bilinear when the box is smaller than the output, the mean of ceil(box / output) x ceil(box / output)
-    bilinear samples per output pixel when larger, an antialiasing close to torchvision's ``resized_crop``
-    (``F.grid_sample`` would alias when shrinking). A box of the output's size at whole pixels is an exact crop.
+    Two batched matrix products with each image's own interpolation matrices (:func:`resample_matrices`),
+    columns first (N x (C H) x W times N x W x w), then rows (N x h x H times N x H x (w C)): torchvision's
+    ``resized_crop`` (bilinear, antialiased) for every box at once, equal to it up to float rounding on
+    whole-pixel boxes. It replaced one ``torchvision.ops.roi_align`` call, whose adaptive sampling only
+    approximated the antialiasing and was slower (benchmarks/RESULTS.md). A box of the output's size at whole
+    pixels is an exact crop (its matrices are 0/1). The result is N x C x h x w in channels_last memory, the
+    layout the loader hands the model, so no copy follows.
     """
-    from torchvision.ops import roi_align
-
-    n = x.shape[0]
-    b = boxes.to(device=x.device, dtype=torch.float32)
-    rois = torch.stack([torch.arange(n, device=x.device, dtype=torch.float32), b[:, 1], b[:, 0],
-                        b[:, 1] + b[:, 3], b[:, 0] + b[:, 2]], 1)
-    out = roi_align(x.float(), rois, output_size=(int(size[0]), int(size[1])), spatial_scale=1.0,
-                    sampling_ratio=-1, aligned=True)
+    n, c, height, width = x.shape
+    out_h, out_w = int(size[0]), int(size[1])
+    b = boxes.to(device=x.device)
+    ry = resample_matrices(b[:, 0], b[:, 2], height, out_h)  # N x h x H
+    rxt = resample_matrices(b[:, 1], b[:, 3], width, out_w).transpose(1, 2)  # N x W x w
+    cols = torch.bmm(x.float().reshape(n, c * height, width), rxt)  # N x (C H) x w
+    cols = cols.view(n, c, height, out_w).permute(0, 2, 3, 1).reshape(n, height, out_w * c)  # N x H x (w C)
+    out = torch.bmm(ry, cols).view(n, out_h, out_w, c).permute(0, 3, 1, 2)  # channels_last N x C x h x w
     return out.to(x.dtype)
 
 
@@ -368,11 +399,18 @@ class BatchAugment:
 
     # ---------------------------------------------------------------- geometry
 
-    def geometry(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def geometry(self, x: torch.Tensor, g: torch.Generator, flip: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Flip, translate and rotate ``x`` (N x C x H x W) in one resampling.
+
+        ``flip`` (N bools) is the flip decided by the caller (``alt_flip``: the loader's per-image alternation);
+        without it ``hflip`` draws one from ``g``. A given flip draws nothing from ``g``; the other draws come in
+        the same order either way.
+        """
         cfg = self.cfg
         n, _, h, w = x.shape
         dev = x.device
-        flip = (torch.rand(n, generator=g, device=dev) < 0.5) if cfg.hflip else None
+        if flip is None and cfg.hflip:
+            flip = torch.rand(n, generator=g, device=dev) < 0.5
         t = cfg.translate
         if t:
             dy = torch.randint(0, 2 * t + 1, (n,), generator=g, device=dev)
