@@ -77,7 +77,8 @@ def create_model(
         out_indices: with ``features_only``, which feature maps (default all; negative counts from the deepest).
         init: the initialisation, one of :data:`cnnzoo.choices.INITS` (:func:`initialize`): ``"paper"`` (the
             family's own, as its constructor does), ``"torchvision"`` (torchvision's scheme for a model with a
-            torchvision twin), ``"xavier_uniform"``, ``"xavier_normal"``, ``"kaiming_fan_in"``, ``"kaiming_fan_out"``.
+            torchvision twin), ``"xavier_uniform"``, ``"xavier_normal"``, ``"kaiming_fan_in"``, ``"kaiming_fan_out"``,
+            ``"dirac"`` (the family's own, then identity filters first: airbench).
             Pretrained weights are loaded over it.
         **kwargs: architecture options of the family (``small_input=True``, ``drop_rate=0.2``...).
 
@@ -121,7 +122,8 @@ def create_model(
 # The policy's one home. Every scheme but "paper" re-draws the model after its constructor: the generic ones set
 # every convolution and linear weight by the scheme and its bias to 0, and every normalisation layer's weight to 1
 # and bias to 0 (a zero-initialised residual BatchNorm or head is undone: that is the caller's request). Other
-# parameters (positional embeddings, layer scales) keep the family's values.
+# parameters (positional embeddings, layer scales) keep the family's values. "dirac" keeps the family's draw and
+# overwrites only the first filters of each convolution (:func:`_dirac_first_filters`).
 
 _CONV = nn.modules.conv._ConvNd
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
@@ -136,6 +138,23 @@ def _unit_norm(m: nn.Module) -> None:
     if getattr(m, "weight", None) is not None:
         nn.init.ones_(m.weight)
     _zero(getattr(m, "bias", None))
+
+
+def _dirac_first_filters(conv: nn.Module) -> None:
+    """The first ``c`` filters of each group of ``conv`` (``c`` = its inputs per group) become identity taps
+    (``nn.init.dirac_``); the rest keep their draw, and the bias is left as it is.
+
+    airbench94 starts its 3x3 convolutions this way, so that at initialisation each of them passes its input on
+    (plus random features in the extra filters). A convolution with fewer filters per group than inputs cannot
+    pass them all on and is left alone. The tap is at the kernel's centre, ``k // 2``: for an even kernel (a 2x2
+    stem) that is a one-pixel shift rather than the identity.
+    """
+    w = conv.weight
+    per_out, per_in = w.shape[0] // conv.groups, w.shape[1]
+    if per_out < per_in:
+        return
+    for g in range(conv.groups):
+        nn.init.dirac_(w[g * per_out:g * per_out + per_in])
 
 
 _GENERIC = {
@@ -232,8 +251,10 @@ def initialize(model: nn.Module, init: str) -> nn.Module:
 
     ``"paper"`` leaves the model as its family's constructor initialised it. ``"torchvision"`` replays the loop of
     torchvision's constructor for the model's twin (``model_info(name).torchvision``; module names and types match
-    by design). The others draw every convolution and linear weight by the scheme, with biases 0 and normalisation
-    layers at weight 1, bias 0. A model on the meta device is left alone (nothing to draw).
+    by design). ``"dirac"`` keeps the constructor's values except the first filters of each convolution, which pass
+    its inputs through (:func:`_dirac_first_filters`). The others draw every convolution and linear weight by the
+    scheme, with biases 0 and normalisation layers at weight 1, bias 0. A model on the meta device is left alone
+    (nothing to draw).
     """
     name = getattr(model, "model_name", None) or None
     check_init(init, name)
@@ -244,6 +265,11 @@ def initialize(model: nn.Module, init: str) -> nn.Module:
             if name is None:
                 raise ParamError("init", init, "needs a model built by create_model (its torchvision twin)")
             _torchvision_scheme(get_entry(name).torchvision)(model)
+            return model
+        if init == "dirac":
+            for m in model.modules():
+                if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):  # not transposed: their weight is in x out
+                    _dirac_first_filters(m)
             return model
         draw = _GENERIC[init]
         for m in model.modules():

@@ -20,10 +20,14 @@ SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "onecycle
 # cnnzoo.train.optim.plateau_steps: the validation number the plateau schedule watches (accuracy up, loss down).
 PLATEAU_METRICS = ("val_acc", "val_loss")
 # cnnzoo.builder.create_model(init=): the family's own initialisation (paper), torchvision's scheme for models with
-# a torchvision twin, or one scheme for every convolution and linear layer (biases 0, norms 1 and 0).
-INITS = ("paper", "torchvision", "xavier_uniform", "xavier_normal", "kaiming_fan_in", "kaiming_fan_out")
-# cnnzoo.train.evaluate: the views averaged at test time.
-TTA_MODES = ("flip", "tencrop")
+# a torchvision twin, or one scheme for every convolution and linear layer (biases 0, norms 1 and 0); dirac: the
+# family's own, then each convolution with at least as many filters as inputs passes its inputs through its first
+# filters (airbench).
+INITS = ("paper", "torchvision", "xavier_uniform", "xavier_normal", "kaiming_fan_in", "kaiming_fan_out", "dirac")
+# cnnzoo.train.evaluate: the views whose probabilities are averaged at test time: the image and its mirror (flip);
+# AlexNet's ten crops (tencrop); airbench's six views, the image and its mirror weighted 1/4 each, the image
+# shifted by one pixel each way diagonally (reflect-padded) and their mirrors 1/8 each (flip_translate).
+TTA_MODES = ("flip", "tencrop", "flip_translate")
 # cnnzoo.train.trainer: the statistics inputs are normalised with: auto (the pretrained weights' where known,
 # else the dataset's), dataset, weights (an error where unknown), imagenet.
 NORMALIZE = ("auto", "dataset", "weights", "imagenet")

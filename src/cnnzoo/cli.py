@@ -23,7 +23,7 @@ ORDER = ["train", "eval", "predict", "finetune", "list", "info", "summary", "con
 
 
 # Library parameters that no flag of their own sets: the config key that does (--set KEY=VALUE, recipes).
-PARAM_SOURCES = {"freeze_until": "model.freeze_until", "freeze": "model.freeze"}
+PARAM_SOURCES = {"freeze_until": "model.freeze_until", "freeze": "model.freeze", "freeze_after": "train.freeze_after"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,8 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "defaults, a YAML recipe (-c), the flags below and --set overrides, in that order.")
     add_common(p)
     p.add_argument("--init", choices=INITS, help="initialisation: paper (the family's own, default), torchvision "
-                   "(its twin's scheme), xavier_uniform, xavier_normal, kaiming_fan_in, kaiming_fan_out; "
-                   "see docs/training.md")
+                   "(its twin's scheme), xavier_uniform, xavier_normal, kaiming_fan_in, kaiming_fan_out, dirac "
+                   "(identity first filters, airbench); see docs/training.md")
     p.add_argument("--warm-start", metavar="RUN_DIR",
                    help="VGG: start from a trained shallower VGG's run: its first four conv and three FC layers, "
                         "the rest initialised (Simonyan & Zisserman section 3.1)")

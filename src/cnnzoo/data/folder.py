@@ -172,7 +172,8 @@ class FolderImages(torch.utils.data.Dataset):
 def collate_decoded(batch):
     """Stack the images; report the failures instead of raising (the loader counts them).
 
-    Returns ``(x or None, y, failed, decoded)``: ``failed`` is ``[(path, error)]``, ``decoded`` is
+    Returns ``(x or None, y, idx, failed, decoded)``: ``idx`` holds the stacked images' sample indices (``alt_flip``
+    follows the image, not its place in the batch), ``failed`` is ``[(path, error)]``, ``decoded`` is
     ``[(index, error)]`` for the items decoded now (error "" for a good one), for the cache's record.
     """
     ok = [b for b in batch if b[0] is not None]
@@ -180,7 +181,8 @@ def collate_decoded(batch):
     decoded = [(b[4], b[3]) for b in batch if b[5]]
     x = torch.stack([b[0] for b in ok]) if ok else None
     y = torch.tensor([b[1] for b in ok], dtype=torch.int64)
-    return x, y, failed, decoded
+    idx = torch.tensor([b[4] for b in ok], dtype=torch.int64)
+    return x, y, idx, failed, decoded
 
 
 def _probe(samples: List[Tuple[str, int]]) -> Tuple[Tuple[int, int], int]:

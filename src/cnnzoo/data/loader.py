@@ -16,7 +16,9 @@ Randomness is a pure function of ``(seed, epoch, rank, batch index)``: the shuff
 ``(seed, epoch)`` (the same on every rank, each rank taking a disjoint, equal share), and every batch's
 augmentation generator is re-seeded from its index. A folder batch holds its images in index order whether it
 was decoded or read from the cache, so a resumed run sees the same batches whatever the cache held, and
-``set_epoch(e, start_batch=k)`` can skip ahead without computing the skipped batches.
+``set_epoch(e, start_batch=k)`` can skip ahead without computing the skipped batches. The alternating flip
+(``data.augment.alt_flip``) is a function of ``(seed, sample index, epoch)`` alone: each batch carries its samples'
+indices to :meth:`Loader._process`, so the flip follows the image whatever its place in the shuffle or its rank.
 
 Training batches: with ``drop_last`` (the default) the last partial batch of an epoch is left out
 (``num_samples`` says how many images an epoch uses); without it the partial batch is trained on, except a batch
@@ -48,6 +50,10 @@ def _mix(*parts: int) -> int:
         h = ((h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
         h ^= h >> 31
     return h & 0x7FFFFFFFFFFFFFFF
+
+
+# The seed key of alt_flip's per-image bits: _mix(seed, _FLIP_KEY); the shuffles use _mix(seed, epoch), epoch >= 0.
+_FLIP_KEY = -1
 
 
 def _available_bytes(device: torch.device) -> Optional[int]:
@@ -133,6 +139,12 @@ class Loader:
         self.num_batches = math.ceil(self.num_samples / batch_size)
         self.epoch, self._start = 0, 0
         self._gen = torch.Generator(device=self.device) if self.augment is not None else None
+        # alt_flip: sample i is mirrored in epoch e iff _first_flips[i] XOR (e odd), one bit per sample drawn from
+        # the seed alone, so every rank, every replay and every shuffle agree on it.
+        self._first_flips: Optional[torch.Tensor] = None
+        if self.augment is not None and self.augment.alt_flip:
+            bits = torch.Generator().manual_seed(_mix(self.seed, _FLIP_KEY))
+            self._first_flips = (torch.rand(self.n, generator=bits) < 0.5).to(self.device)
         self._aug: Optional[BatchAugment] = None
         self._resize_mats = None
 
@@ -156,9 +168,12 @@ class Loader:
             idx = torch.arange(self.rank, self.n, self.world_size)
         return idx[:self.num_samples]
 
-    def _process(self, x: torch.Tensor, y: torch.Tensor, epoch: int,
+    def _process(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, epoch: int,
                  batch: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """uint8 batch and labels on the device -> normalised float32 input and its targets."""
+        """uint8 batch and labels on the device -> normalised float32 input and its targets.
+
+        ``idx`` holds the batch's sample indices (on any device), in the batch's order.
+        """
         x = x.float()
         x = convert_channels(x, self.work_chans)
         g = None
@@ -169,7 +184,10 @@ class Loader:
         elif tuple(x.shape[-2:]) != self.image_size:
             x = self._fit(x)
         if self._aug is not None:
-            x = self._aug.colour(self._aug.geometry(x, g), g)
+            flip = None
+            if self._first_flips is not None:
+                flip = self._first_flips[idx.to(self.device)] ^ bool(epoch % 2)
+            x = self._aug.colour(self._aug.geometry(x, g, flip), g)
         x = torch.addcmul(self.bias, x, self.scale)
         if self._aug is not None:
             x = self._aug.erase(x, g)
@@ -237,7 +255,7 @@ class TensorLoader(Loader):
         bs = self.batch_size
         for b in range(start, self.num_batches):
             idx = order[b * bs:(b + 1) * bs]
-            yield self._process(self.images.index_select(0, idx), self.labels.index_select(0, idx), epoch, b)
+            yield self._process(self.images.index_select(0, idx), self.labels.index_select(0, idx), idx, epoch, b)
         self._epoch_done(epoch)
 
 
@@ -401,15 +419,16 @@ class FolderLoader(Loader):
             if not len(idx):
                 continue
             x = torch.from_numpy(self.cache.read(self.rows[idx]))
-            y = self.labels[torch.from_numpy(idx)]
-            yield self._process(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), epoch, b)
+            idx = torch.from_numpy(idx)
+            yield self._process(x.to(self.device, non_blocking=True),
+                                self.labels[idx].to(self.device, non_blocking=True), idx, epoch, b)
 
     def _from_workers(self, epoch: int, start: int):
         """DataLoader workers decode (and fill the cache); the batches after the epoch's are decode-only."""
         self._batches.plan = (epoch, start)
         before = len(self.failures)
         real = self.num_batches - start
-        for k, (x, y, failed, decoded) in enumerate(self._dl):
+        for k, (x, y, idx, failed, decoded) in enumerate(self._dl):
             if self.cache is not None:
                 for i, err in decoded:
                     self.cache.record(int(self.rows[i]), err)
@@ -417,8 +436,8 @@ class FolderLoader(Loader):
                 self._failed(failed)
             if k >= real or x is None:
                 continue
-            yield self._process(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), epoch,
-                                start + k)
+            yield self._process(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), idx,
+                                epoch, start + k)
         if self.cache is not None:
             self.cache.commit()  # the pass is complete: its rows are trusted from now on
         if len(self.failures) > before:

@@ -38,7 +38,10 @@ class ZooModel(nn.Module):
         covering every parameter; freezing by stage and discriminative learning rates use it;
       * optionally ``aux_logits`` (bool) and ``aux_weight`` (float);
     and implement ``forward_features``, ``forward_head``, ``get_classifier``,
-    ``reset_classifier``.
+    ``reset_classifier``. A family whose paper initialises from the training images implements
+    ``init_from_data(images) -> str`` (normalised, unaugmented training images in; the line to log out;
+    parameters it fixes get ``requires_grad=False``), which the trainer calls with ``model.data_init``
+    (airbench's whitening stem).
     """
 
     num_classes: int

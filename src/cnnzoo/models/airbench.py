@@ -7,15 +7,21 @@ which carries on David Page's "How to Train Your ResNet" (2018) DAWNBench work. 
 
 Decisions:
 
-* The paper initialises the 2x2 stem from the eigenvectors of the training patches' covariance and
-  freezes it. A cnnzoo model is built before it sees data, so the stem here is an ordinary learnable
-  2x2 convolution (bias, GELU, no BN); its width is the paper's ``2 x in_chans x 2 x 2`` (24 for RGB,
-  8 for grey), which a whitening layer of +/- eigenvector pairs has.
-* The paper's BatchNorm has frozen scale and momentum 0.6; here it is PyTorch's default BatchNorm, so
-  the model trains with any cnnzoo recipe.
-* The paper's lookahead optimiser, progressive freezing of the stem and its dirac initialisation of
-  the second convolution of each group belong to its training script, not the architecture: they are
-  left out. The recipe in ``configs/fast_fashion-mnist.yaml`` is cnnzoo's own.
+* The paper initialises the 2x2 stem from the eigenvectors of the training patches' second moments and
+  freezes it. A cnnzoo model is built before it sees data, so the stem is built as an ordinary learnable
+  2x2 convolution (bias, GELU, no BN) of the paper's width ``2 x in_chans x 2 x 2`` (24 for RGB, 8 for
+  grey), and :meth:`AirNet.init_from_data` whitens and freezes it when a run asks for it
+  (``model.data_init=true``: the trainer passes it normalised, unaugmented training images).
+* The paper's BatchNorm has frozen scale and momentum 0.6 (in PyTorch's convention 0.4); the model's is
+  PyTorch's default BatchNorm, so it trains with any cnnzoo recipe, and ``train.freeze_bn_scale=true``
+  with ``train.bn_momentum=0.4`` make it the paper's.
+* The rest of the paper's method belongs to its training script, and lives in the trainer, for any model:
+  lookahead (``train.lookahead``, :class:`cnnzoo.train.optim.Lookahead`), freezing the stem's bias after 3
+  epochs (``train.freeze_after``), normalisation biases at 64x the learning rate
+  (``optim.norm_bias_lr_scale``) and the dirac start of every 3x3 convolution of the groups
+  (``model.init=dirac``, :func:`cnnzoo.builder.initialize`; it also sets the 2x2 stem's first filters to a
+  one-pixel shift, which ``model.data_init`` then overwrites). The recipe in
+  ``configs/fast_fashion-mnist.yaml`` is cnnzoo's own.
 * 28 x 28 and 32 x 32 images both run natively: 2x2 "valid" stem to 27 (31), then 13, 6, 3 (15, 7, 3).
 
 Variants: ``airbench94`` is the paper's widths (64, 256, 256); ``airbench_cpu`` (16, 32, 64) is
@@ -45,6 +51,7 @@ WIDTHS = {
     "airbench_cpu": (16, 32, 64),
 }
 LOGIT_SCALE = 1 / 9  # the paper's scaling of the logits
+WHITEN_EPS = 5e-4  # added to each eigenvalue before the whitening divides by its square root (airbench's)
 
 
 class ConvGroup(nn.Sequential):
@@ -90,6 +97,35 @@ class AirNet(ZooModel):
         self.min_input_size = 9  # 2x2 valid stem, then three 2x pools down to 1
         self.stage_map = {"stem": ("stem",), **{f"group{i + 1}": (f"layers.{i}",) for i in range(3)},
                           "head": ("fc",)}
+
+    @torch.no_grad()
+    def init_from_data(self, images: torch.Tensor, eps: float = WHITEN_EPS) -> str:
+        """Whiten the stem from ``images`` (N x C x H x W, normalised as in training) and freeze its weight.
+
+        Every 2x2 patch (stride 1) is a vector p of d = 4 x in_chans numbers; S = E[p p^T] (uncentred) has
+        eigenvalues l_i and eigenvectors v_i. The stem's first d filters become v_i / sqrt(l_i + eps), so their
+        outputs on these images have second moments l_i / (l_i + eps), close to the identity; the next d are
+        their negatives, so that the GELU after the stem keeps both signs of every direction. The bias starts at
+        0 and stays trainable; the weight is frozen, as in the paper. Returns the line the trainer logs.
+        """
+        conv = self.stem[0]
+        kh, kw = conv.kernel_size
+        d = self.in_chans * kh * kw
+        second = torch.zeros(d, d, dtype=torch.float64, device=images.device)
+        n = 0
+        for chunk in images.split(256):  # S summed by chunks: all the patches at once are 4x the images (float64: 8x)
+            patches = chunk.float().unfold(2, kh, 1).unfold(3, kw, 1)  # N x C x H' x W' x kh x kw
+            flat = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, d).double()  # (c, i, j) order, as the weight's
+            second += flat.T @ flat
+            n += flat.shape[0]
+        eigenvalues, eigenvectors = torch.linalg.eigh(second / n)
+        scale = 1 / torch.sqrt(eigenvalues.clamp_min(0) + eps)  # eigh may return a tiny negative for a null direction
+        filters = (eigenvectors.T * scale[:, None]).reshape(d, self.in_chans, kh, kw)
+        conv.weight.copy_(torch.cat([filters, -filters]).to(conv.weight.dtype))
+        conv.bias.zero_()
+        conv.weight.requires_grad_(False)
+        return (f"stem whitened from {n:,} {kh}x{kw} patches of {len(images):,} training images (eigenvalues "
+                f"{float(eigenvalues[-1]):.3g} .. {float(eigenvalues[0]):.3g}, eps {eps:g}); stem.0.weight frozen")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))

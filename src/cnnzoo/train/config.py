@@ -34,6 +34,11 @@ class ModelConfig:
     freeze_until: Optional[str] = None  # freeze the stages up to and including this one (model_info stages)
     freeze: List[str] = field(default_factory=list)  # freeze parameters whose names match these wildcards
     freeze_bn: bool = False  # BatchNorm in eval mode with frozen affine parameters
+    # Data-dependent initialisation by the model's own init_from_data hook (airbench: the whitening stem, frozen),
+    # from this many training images drawn in a seeded order, normalised as training sees them, unaugmented.
+    # All of them are held at once: lower the number for large images.
+    data_init: bool = False
+    data_init_images: int = 5000  # airbench's 5000
 
 
 @dataclass
@@ -67,6 +72,9 @@ class OptimConfig:
     eps: float = 1e-8
     alpha: float = 0.99  # rmsprop smoothing
     stage_lr_decay: Optional[float] = None  # discriminative rates: each earlier stage gets this x the next one's
+    # Normalisation-layer biases learn at this x their group's rate (airbench: 64); where they have weight decay it
+    # is divided by the same number, so that lr x weight decay per step stays as it was.
+    norm_bias_lr_scale: float = 1.0
     sam: bool = False  # sharpness-aware minimisation around the optimiser above (Foret et al. 2021; 2 passes a step)
     sam_rho: float = 0.05  # SAM's neighbourhood radius (the paper's default)
 
@@ -95,6 +103,21 @@ class TrainConfig:
     aux_weight: Optional[float] = None  # auxiliary-head loss weight (default: the model's, 0.3 for GoogLeNet)
     ema: bool = False  # keep an exponential moving average of the weights, evaluate with it
     ema_decay: float = 0.999
+    # Lookahead as airbench schedules it (cnnzoo.train.optim.Lookahead): every `lookahead_every` steps the slow
+    # copy of the weights and BatchNorm statistics moves towards the trained ones by 1 - d_t, with
+    # d_t = lookahead_decay x (step / total steps)^3, and training continues from it; the run ends on the slow
+    # copy. With train.ema the average follows the weights as they are after each step, and is what is evaluated.
+    lookahead: bool = False
+    lookahead_every: int = 5  # steps between lookahead updates
+    lookahead_decay: float = 0.7737809375  # 0.95 ** 5 (exactly): airbench's 0.95 per step, over 5 steps an update
+    freeze_bn_scale: bool = False  # every BatchNorm's weight fixed at 1 (airbench), out of the optimiser
+    # Every BatchNorm's PyTorch momentum (the new batch's share of the running statistics); None: the model's own.
+    # airbench's "momentum 0.6" is the old statistics' share in its convention: PyTorch momentum 0.4.
+    bn_momentum: Optional[float] = None
+    # {parameter wildcard: epochs}: after that many epochs the matching parameters (names as in model.freeze) stop
+    # training (airbench: {"stem.0.bias": 3}). --set train.freeze_after.stem.0.bias=3 sets one entry;
+    # --set 'train.freeze_after={"stem.0.bias": 3}' the whole mapping.
+    freeze_after: Dict[str, int] = field(default_factory=dict)
     precision: str = "auto"  # one of cnnzoo.choices.PRECISIONS (fp16: CUDA only, with a gradient scaler)
     channels_last: bool = True
     grad_clip: Optional[float] = None  # max global gradient norm
@@ -334,6 +357,20 @@ def validate(cfg: Config) -> Config:
     need(cfg.schedule.threshold >= 0,
          f"schedule.threshold is a relative improvement, >= 0, got {cfg.schedule.threshold}")
     need(cfg.schedule.cooldown >= 0, f"schedule.cooldown is epochs, >= 0, got {cfg.schedule.cooldown}")
+    need(cfg.model.data_init_images >= 1,
+         f"model.data_init_images is a number of images, at least 1, got {cfg.model.data_init_images}")
+    need(cfg.optim.norm_bias_lr_scale > 0,
+         f"optim.norm_bias_lr_scale is a learning-rate multiplier, above 0, got {cfg.optim.norm_bias_lr_scale}")
+    need(cfg.train.lookahead_every >= 1,
+         f"train.lookahead_every is a number of steps, at least 1, got {cfg.train.lookahead_every}")
+    need(0 <= cfg.train.lookahead_decay <= 1,
+         f"train.lookahead_decay must be in [0, 1], got {cfg.train.lookahead_decay}")
+    need(cfg.train.bn_momentum is None or 0 <= cfg.train.bn_momentum <= 1,
+         f"train.bn_momentum is PyTorch's BatchNorm momentum, in [0, 1] (or null), got {cfg.train.bn_momentum}")
+    for pattern, epochs in cfg.train.freeze_after.items():  # a mapping's values are not type-checked when set
+        need(isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0,
+             f"train.freeze_after maps a parameter wildcard to a number of epochs (an integer >= 0); "
+             f"{pattern!r} has {epochs!r}")
     cfg.data.augment.validate()
     return cfg
 
@@ -407,11 +444,12 @@ def resume_conflicts(stored: Config, new: Config) -> List[str]:
 
 
 def _flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """``{"data": {"augment": {"hflip": True}}}`` -> ``{"data.augment.hflip": True}``; ``model.kwargs`` stays whole."""
+    """``{"data": {"augment": {"hflip": True}}}`` -> ``{"data.augment.hflip": True}``; the settings that are
+    mappings (``model.kwargs``, ``train.freeze_after``) stay whole."""
     out: Dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and key != "model.kwargs":
+        if isinstance(v, dict) and key not in ("model.kwargs", "train.freeze_after"):
             out.update(_flat(v, key + "."))
         else:
             out[key] = v

@@ -15,10 +15,17 @@ from .losses import split_outputs
 
 __all__ = ["TTA_MODES", "predict_logits", "evaluate", "metrics_from_probs"]
 
+# flip_translate's shift in pixels (airbench's).
+TTA_SHIFT = 1
 
 
 def _tta_views(x: torch.Tensor, tta: Optional[str]):
-    """The views averaged at test time: the image; + its mirror (flip); or ten crops (tencrop)."""
+    """The views averaged at test time, as ``(view, weight)``: the image; + its mirror (flip); ten crops (tencrop);
+    or airbench's six views (flip_translate).
+
+    Weights are relative whole numbers (:func:`predict_logits` divides by their sum): a weight of 1 multiplies
+    exactly, so the equally weighted modes average exactly as a plain mean does.
+    """
     if tta == "tencrop":
         # AlexNet's ten-crop: 4 corners and the centre at 87.5% of the side, resized back, and their mirrors.
         h, w = x.shape[-2:]
@@ -26,24 +33,43 @@ def _tta_views(x: torch.Tensor, tta: Optional[str]):
         for top, left in [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]:
             crop = F.interpolate(x[..., top:top + ch, left:left + cw], size=(h, w), mode="bilinear",
                                  align_corners=False)
-            yield crop
-            yield torch.flip(crop, dims=[3])
+            yield crop, 1
+            yield torch.flip(crop, dims=[3]), 1
         return
-    yield x
+    if tta == "flip_translate":
+        # Jordan 2024 (airbench, arXiv 2404.00498): the image and its mirror carry half the weight; the image moved
+        # TTA_SHIFT pixels up-left and down-right and their mirrors share the other half. Reflect padding fills the
+        # uncovered row and column with the image's own content instead of a black edge.
+        yield x, 2
+        yield torch.flip(x, dims=[3]), 2
+        s = TTA_SHIFT
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (s, s, s, s), mode="reflect")
+        for top in (0, 2 * s):
+            shifted = padded[..., top:top + h, top:top + w]
+            yield shifted, 1
+            yield torch.flip(shifted, dims=[3]), 1
+        return
+    yield x, 1
     if tta == "flip":
-        yield torch.flip(x, dims=[3])
+        yield torch.flip(x, dims=[3]), 1
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, tta: Optional[str] = None) -> torch.Tensor:
-    """Averaged probabilities over the TTA views, returned as log-probabilities."""
+    """The weighted average of the TTA views' probabilities, returned as log-probabilities.
+
+    Every mode averages probabilities, flip_translate included (airbench averages logits): the views of one image
+    then combine as the members of an ensemble do (``cnnzoo eval`` averages their probabilities), and the result
+    is a distribution whatever the mode.
+    """
     probs = None
-    n = 0
-    for view in _tta_views(x, tta):
-        p = split_outputs(model(view))[0].float().softmax(1)
+    total = 0
+    for view, weight in _tta_views(x, tta):
+        p = split_outputs(model(view))[0].float().softmax(1) * weight
         probs = p if probs is None else probs + p
-        n += 1
-    return (probs / n).clamp_min(1e-12).log()
+        total += weight
+    return (probs / total).clamp_min(1e-12).log()
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""What trains: freezing stages and parameters, frozen BatchNorm, discriminative learning rates.
+"""What trains: freezing stages and parameters (from the start or after some epochs), frozen BatchNorm (whole, or
+its scale), BatchNorm's momentum, discriminative learning rates.
 
 Stages come from the model's own ``stage_map`` (whole blocks, never half a residual block), so nothing here
 names an architecture.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import fnmatch
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+import torch
 from torch import nn
 
 from ..errors import ParamError
 
-__all__ = ["freeze", "freeze_bn", "trainable_table", "format_table", "stage_lr_scale"]
+__all__ = ["freeze", "freeze_bn", "freeze_bn_scale", "set_bn_momentum", "freeze_after", "trainable_table",
+           "format_table", "stage_lr_scale"]
 
 
 def _bn_eval(module: nn.Module, inputs) -> None:
@@ -31,6 +34,52 @@ def freeze_bn(model: nn.Module) -> int:
             m.eval()
             n += 1
     return n
+
+
+def freeze_bn_scale(model: nn.Module) -> int:
+    """Every BatchNorm's scale (weight) at 1 and frozen, its bias still trained, as airbench's BatchNorm has it;
+    returns how many. Called before the optimiser is built, which then leaves the scales out."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None:
+            with torch.no_grad():
+                m.weight.fill_(1.0)
+            m.weight.requires_grad_(False)
+            n += 1
+    return n
+
+
+def set_bn_momentum(model: nn.Module, momentum: float) -> int:
+    """Every BatchNorm's PyTorch ``momentum`` (the new batch's share of the running statistics); returns how many."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = momentum
+            n += 1
+    return n
+
+
+def freeze_after(model: nn.Module, schedule: Dict[str, int], epochs_done: int) -> List[str]:
+    """Freeze the parameters matching a wildcard of ``schedule`` (``{"stem.0.bias": 3}``) whose epoch count
+    ``epochs_done`` has reached; returns the names newly frozen.
+
+    A pure function of the epoch count, so a resumed run freezes exactly what the uninterrupted one had frozen
+    at that point. The parameters stay in the optimiser: without a gradient (the trainer zeroes gradients to
+    None) SGD, Adam and the others skip them, momentum and weight decay included.
+    """
+    names = dict(model.named_parameters())
+    newly = []
+    for pattern, after in schedule.items():
+        matched = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not matched:
+            raise ParamError("freeze_after", pattern, f"matches no parameter; names look like {next(iter(names))}")
+        if epochs_done < after:
+            continue
+        for n in matched:
+            if names[n].requires_grad:
+                names[n].requires_grad_(False)
+                newly.append(n)
+    return newly
 
 
 def freeze(model: nn.Module, until: Optional[str] = None, patterns: Sequence[str] = ()) -> List[str]:

@@ -9,6 +9,11 @@ Generalization", ICLR 2021, https://arxiv.org/abs/2010.01412) wraps any base opt
 ``train_step`` computes the gradient, calls :meth:`SAM.perturb` (w -> w + rho g / ||g||, the first-order worst
 point of the rho-ball, eq. 2), computes the gradient again there (BatchNorm statistics left as they are:
 :func:`bn_stats_frozen`), calls :meth:`SAM.restore` and steps the base optimiser with that gradient (eq. 3).
+
+:class:`Lookahead` is the variant airbench (Jordan 2024, https://arxiv.org/abs/2404.00498) trains with (after Zhang,
+Lucas, Hinton, Ba, "Lookahead Optimizer: k steps forward, 1 step back", NeurIPS 2019): every few steps the trained
+weights are reset to a slow copy of them, which follows them closely early in the run and averages over more and
+more of their recent past towards its end (a decay growing with the cube of the run's progress).
 """
 
 from __future__ import annotations
@@ -29,12 +34,15 @@ if TYPE_CHECKING:  # the config imports the choices below; the types are only fo
     from .config import OptimConfig, ScheduleConfig
 
 
-__all__ = ["param_groups", "build_optimizer", "lr_factor", "set_lr", "SAM", "bn_stats_frozen", "PlateauStep",
-           "plateau_steps", "plateau_factor"]
+__all__ = ["param_groups", "build_optimizer", "lr_factor", "set_lr", "SAM", "bn_stats_frozen", "Lookahead",
+           "PlateauStep", "plateau_steps", "plateau_factor"]
+
+# The layers whose bias ``norm_bias_lr_scale`` speeds up: BatchNorm and InstanceNorm (_NormBase), GroupNorm, LayerNorm.
+_NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False,
-                 lr_scale: dict | None = None) -> List[dict]:
+                 lr_scale: dict | None = None, norm_bias_lr_scale: float = 1.0) -> List[dict]:
     """Parameter groups with no weight decay on biases and normalisation weights (1-D tensors).
 
     ``lr_scale`` maps a module or parameter path (``"layer1"``, ``"class_token"``; a trailing dot, as
@@ -43,8 +51,14 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
     ``class_token``) and everything under ``path.``, never a longer name that merely starts alike (``conv1`` is not
     ``conv10.weight``); the longest covering path wins. With ``lr_scale`` every trainable parameter must be covered:
     one left out would silently train at the full rate, so it is an error.
+
+    ``norm_bias_lr_scale`` multiplies the rate of normalisation layers' biases on top of that (airbench: 64). It is
+    kept in the group's ``lr_scale``, the factor :func:`set_lr` applies at every step, so every schedule keeps it;
+    a group with weight decay gets its decay divided by the same number, so that lr x weight decay per step (the
+    shrinking a step applies) stays as it was.
     """
     paths = {str(k).rstrip("."): float(v) for k, v in (lr_scale or {}).items()}
+    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, _NORM_LAYERS) and m.bias is not None}
     groups: dict = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -57,9 +71,11 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
                 raise ValueError(f"parameter {name!r} is in no stage of the learning-rate scales "
                                  f"({', '.join(sorted(paths)[:6])}...); the model's stage_map must cover it")
             scale = paths[match]
-        key = (no_decay, scale)
+        boost = float(norm_bias_lr_scale) if id(p) in norm_biases else 1.0
+        key = (no_decay, scale, boost)
         if key not in groups:
-            groups[key] = {"params": [], "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": scale}
+            groups[key] = {"params": [], "weight_decay": 0.0 if no_decay else weight_decay / boost,
+                           "lr_scale": scale * boost}
         groups[key]["params"].append(p)
     return list(groups.values())
 
@@ -179,6 +195,57 @@ def bn_stats_frozen(model: nn.Module) -> Iterator[None]:
             m.momentum = momentum
             if count is not None:
                 m.num_batches_tracked.copy_(count)
+
+
+class Lookahead:
+    """airbench's lookahead over a model's weights and BatchNorm statistics.
+
+    A slow copy of every floating-point entry of ``model.state_dict()`` (parameters and running statistics, not
+    the integer batch counts) starts as the model is. After every ``every``-th optimisation step t (t counted from
+    1), with d = ``decay`` x (t / ``total_steps``)^3::
+
+        slow <- slow + (1 - d) (fast - slow)      # slow.lerp_(fast, 1 - d)
+        fast <- slow
+
+    Early in the run d is near 0 (the slow copy follows the trained weights); by the end it is ``decay``, an
+    average over the last updates. :meth:`finish` ends the run on the slow weights. A frozen parameter
+    (``requires_grad=False``) is left alone, so that one frozen mid-run (``train.freeze_after``) keeps the value
+    it had then. :meth:`state` and :meth:`load` carry the slow copy through a checkpoint: with the step count,
+    a resumed run continues exactly.
+    """
+
+    def __init__(self, model: nn.Module, every: int, decay: float, total_steps: int) -> None:
+        self.every, self.decay, self.total_steps = int(every), float(decay), int(total_steps)
+        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    def _pairs(self, model: nn.Module) -> List[tuple]:
+        """(slow, fast) for every entry but frozen parameters; ``fast`` is the model's own tensor."""
+        frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+        fast = model.state_dict()
+        return [(slow, fast[k]) for k, slow in self.slow.items() if k not in frozen]
+
+    @torch.no_grad()
+    def step(self, model: nn.Module, steps_taken: int) -> None:
+        """After optimisation step number ``steps_taken`` (1-based): the update, when it is an ``every``-th."""
+        if steps_taken % self.every:
+            return
+        d = self.decay * (steps_taken / self.total_steps) ** 3
+        for slow, fast in self._pairs(model):
+            slow.lerp_(fast, 1 - d)
+            fast.copy_(slow)
+
+    @torch.no_grad()
+    def finish(self, model: nn.Module) -> None:
+        """The model takes the slow weights (airbench's last update, with d = 1)."""
+        for slow, fast in self._pairs(model):
+            fast.copy_(slow)
+
+    def state(self) -> Dict[str, torch.Tensor]:
+        return {k: v.cpu() for k, v in self.slow.items()}
+
+    def load(self, state: Dict[str, torch.Tensor]) -> None:
+        for k, v in self.slow.items():
+            v.copy_(state[k])
 
 
 def lr_factor(step: int, steps_per_epoch: int, epochs: int, cfg: "ScheduleConfig", plateau: float = 1.0) -> float:

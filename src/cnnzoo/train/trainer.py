@@ -28,7 +28,7 @@ from torch import nn
 
 from ..builder import InputPlan, create_model, plan_input, warm_start
 from ..data import Dataset, Loader, load_dataset, make_loader, split_validation, take_per_class
-from ..data.base import Split
+from ..data.base import ImageData, Split
 from ..errors import UserError
 from ..hub import IMAGENET_MEAN, IMAGENET_STD, weights_preprocessing
 from ..io import (Progress, RunDir, is_weights_spec, load_weights, read_weights_meta, save_weights, storage_error,
@@ -37,16 +37,20 @@ from ..runtime import autocast, precision_name, resolve_device, resolve_precisio
 from . import distributed as dist
 from .config import Config, config_to_dict, load_config, resume_conflicts
 from .evaluate import evaluate
-from .freeze import format_table, freeze, freeze_bn, stage_lr_scale, trainable_table
+from .freeze import (format_table, freeze, freeze_after, freeze_bn, freeze_bn_scale, set_bn_momentum, stage_lr_scale,
+                     trainable_table)
 from .losses import classification_loss, target_classes
-from .optim import (SAM, bn_stats_frozen, build_optimizer, lr_factor, param_groups, plateau_factor, plateau_steps,
-                    set_lr)
+from .optim import (SAM, Lookahead, bn_stats_frozen, build_optimizer, lr_factor, param_groups, plateau_factor,
+                    plateau_steps, set_lr)
 
 __all__ = ["fit", "prepare_run_dir", "TrainingDiverged", "Interrupted", "Splits", "Loaders", "load_splits",
-           "build_model", "build_loaders", "build_optimizer_and_ema"]
+           "build_model", "build_loaders", "data_init_images", "build_optimizer_and_ema"]
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "img_per_s", "seconds"]
 TENSORBOARD_SCALARS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "img_per_s")
+# Fault testing: seconds to pause after every training step, so a test's signal lands inside an epoch however fast
+# the machine is (as io's CNNZOO_CHECKPOINT_DELAY does for checkpoint writes). The pause is not counted as a step's.
+_STEP_DELAY = float(os.environ.get("CNNZOO_STEP_DELAY", "0") or 0)
 
 
 class TrainingDiverged(UserError):
@@ -113,6 +117,10 @@ def build_model(cfg: Config, splits: Splits, plan: InputPlan, log: Callable[[str
         log(warm_start(model, cfg.model.warm_start).summary())
     if cfg.model.freeze_bn:
         log(f"BatchNorm frozen: {freeze_bn(model)} layers keep their statistics and affine parameters")
+    if cfg.train.freeze_bn_scale:
+        log(f"BatchNorm scale fixed at 1: {freeze_bn_scale(model)} layers train their bias only")
+    if cfg.train.bn_momentum is not None:
+        set_bn_momentum(model, cfg.train.bn_momentum)
     frozen = freeze(model, cfg.model.freeze_until, cfg.model.freeze)
     if frozen or cfg.model.freeze_bn or report is not None:
         log(format_table(trainable_table(model)))
@@ -150,15 +158,12 @@ def build_loaders(cfg: Config, splits: Splits, image_size: Tuple[int, int], in_c
                   stats: Tuple[Tuple[float, ...], Tuple[float, ...]]) -> Loaders:
     """Batches on ``device``: the training loader (shuffled, augmented, this rank's share) and evaluation ones,
     normalised with ``stats`` (mean, std: :func:`normalization`)."""
-    mean, std = stats
     if splits.dataset.name == "folder":
         from ..data.folder import describe_splits
 
         for line in describe_splits(cfg.data.dir, splits.dataset, splits.val, cfg.data.val_split):
             log(line)
-    common = dict(image_size=image_size, mean=mean, std=std, device=device,
-                  channels_last=cfg.train.channels_last, in_chans=in_chans, num_workers=cfg.data.num_workers,
-                  cache=cfg.data.cache, cache_dir=cfg.data.cache_dir, max_bad_share=cfg.data.max_bad_share)
+    common = _loader_settings(cfg, image_size, in_chans, device, stats)
     eval_batch = cfg.data.eval_batch_size or 2 * cfg.data.batch_size
     batch = cfg.data.batch_size
     if len(splits.train) < batch:
@@ -176,11 +181,39 @@ def build_loaders(cfg: Config, splits: Splits, image_size: Tuple[int, int], in_c
     return Loaders(train, val, test)
 
 
+def _loader_settings(cfg: Config, image_size: Tuple[int, int], in_chans: int, device: torch.device,
+                     stats: Tuple[Tuple[float, ...], Tuple[float, ...]]) -> Dict[str, Any]:
+    """What every loader of a run shares: size, channels, normalisation, device, decoding."""
+    mean, std = stats
+    return dict(image_size=image_size, mean=mean, std=std, device=device, channels_last=cfg.train.channels_last,
+                in_chans=in_chans, num_workers=cfg.data.num_workers, cache=cfg.data.cache,
+                cache_dir=cfg.data.cache_dir, max_bad_share=cfg.data.max_bad_share)
+
+
+def data_init_images(cfg: Config, splits: Splits, image_size: Tuple[int, int], in_chans: int, device: torch.device,
+                     stats: Tuple[Tuple[float, ...], Tuple[float, ...]]) -> torch.Tensor:
+    """The images ``model.data_init`` initialises from: the first ``model.data_init_images`` training images in a
+    seeded shuffle, as the training loader gives them without augmentation (converted, resized, normalised).
+
+    An evaluation loader over them does exactly that (a folder's images: the centre crop, as training takes when
+    no crop augmentation is on). Every rank draws the same images, so every replica starts alike.
+    """
+    train = splits.train
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.train.seed))
+    pick = pick[:cfg.model.data_init_images]
+    subset = ImageData(train.images[pick], train.labels[pick]) if isinstance(train, ImageData) else \
+        train.subset(pick.tolist())
+    loader = make_loader(subset, batch_size=cfg.data.eval_batch_size or 2 * cfg.data.batch_size, train=False,
+                         **_loader_settings(cfg, image_size, in_chans, device, stats))
+    return torch.cat([x for x, _ in loader])
+
+
 def build_optimizer_and_ema(cfg: Config, model: nn.Module, lr_scale: Optional[Dict[str, float]],
                             amp_dtype: Optional[torch.dtype]):
     """``(optimizer, gradient scaler, EMA model or None)``."""
     optimizer = build_optimizer(
-        param_groups(model, cfg.optim.weight_decay, cfg.optim.decay_norm_and_bias, lr_scale), cfg.optim)
+        param_groups(model, cfg.optim.weight_decay, cfg.optim.decay_norm_and_bias, lr_scale,
+                     cfg.optim.norm_bias_lr_scale), cfg.optim)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     ema = None
     if cfg.train.ema:
@@ -241,6 +274,8 @@ class RunningSums:
 
 class Trainer:
     """Holds one run. Use :func:`fit`."""
+
+    lookahead: Optional[Lookahead] = None  # train.lookahead (setup); a step made without setup has none
 
     def __init__(self, cfg: Config, run_dir: RunDir, resume: bool = False,
                  log: Callable[[str], None] = print) -> None:
@@ -303,8 +338,13 @@ class Trainer:
                 if on:
                     raise UserError(f"{what} needs validation: data.val_split > 0 or a val/ folder")
 
+        if cfg.model.data_init:
+            self._init_from_data()
+
         ddp_model = dist.wrap(model, self.device, cfg.train.sync_bn)
         self.optimizer, self.scaler, self.ema = build_optimizer_and_ema(cfg, model, lr_scale, self.amp_dtype)
+        self.lookahead = (Lookahead(model, cfg.train.lookahead_every, cfg.train.lookahead_decay,
+                                    self.steps_per_epoch * cfg.train.epochs) if cfg.train.lookahead else None)
         # What the step calls: the model, wrapped for DDP and compiled as asked.
         self.step_model = torch.compile(ddp_model) if cfg.train.compile else ddp_model
 
@@ -315,10 +355,48 @@ class Trainer:
         self.train_seconds = 0.0
         if self.resume:
             self._load_checkpoint()
+        self._freeze_after()
+
+    def _init_from_data(self) -> None:
+        """``model.data_init``: the model's own data-dependent initialisation, before the optimiser is built (so
+        that what it freezes is left out of it) and before DDP wraps the model.
+
+        A resumed run calls it too: its checkpoint then overwrites the weights, but what the hook freezes must be
+        frozen again, or the optimiser would hold other parameters than the checkpoint's. The hook is
+        deterministic (a seeded choice of images), so every rank and every resume starts alike.
+        """
+        hook = getattr(self.model, "init_from_data", None)
+        if not callable(hook):
+            raise UserError(f"model.data_init: {self.cfg.model.name} has no data-dependent initialisation "
+                            "(init_from_data); set model.data_init=false")
+        t0 = time.perf_counter()
+        images = data_init_images(self.cfg, self.splits, self.image_size, self.in_chans, self.device,
+                                  (self.mean, self.std))
+        line = hook(images)
+        self.log(f"{line} ({time.perf_counter() - t0:.2f} s)")
+
+    def _freeze_after(self) -> None:
+        """``train.freeze_after`` for the epochs done so far: called when the count changes (and once set up, for a
+        resumed run), so a resume has frozen what the uninterrupted run had."""
+        if not self.cfg.train.freeze_after:
+            return
+        newly = freeze_after(self.model, self.cfg.train.freeze_after, self.epoch)
+        if not newly:
+            return
+        self.log(f"after {self.epoch} epoch{'s' * (self.epoch != 1)}: {', '.join(newly)} frozen (train.freeze_after)")
+        if self.world > 1:  # DDP reduces the gradients of the parameters that trained when it wrapped the model
+            ddp_model = dist.wrap(self.model, self.device)  # sync_bn: the model's BatchNorm is SyncBatchNorm already
+            self.step_model = torch.compile(ddp_model) if self.cfg.train.compile else ddp_model
 
     def meta(self) -> Dict[str, Any]:
-        return {"classes": self.classes, "mean": list(self.mean), "std": list(self.std),
+        meta = {"classes": self.classes, "mean": list(self.mean), "std": list(self.std),
                 "image_size": list(self.image_size), "in_chans": self.in_chans, "data": self.cfg.data.name}
+        # Folder runs evaluate the centre crop of images first fitted to S x S (the decoded squares): predict and
+        # viz repeat that from this number (cnnzoo.inference.prepare).
+        resize = getattr(self.loaders.train, "decoded_size", None)
+        if resize:
+            meta["resize"] = int(resize)
+        return meta
 
     def header(self) -> str:
         """The line that says what is trained on what, and how."""
@@ -362,6 +440,8 @@ class Trainer:
             st["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         if self.ema is not None:
             st["ema"] = self.ema.state_dict()
+        if self.lookahead is not None:
+            st["lookahead"] = self.lookahead.state()
         return st
 
     on_first_checkpoint: Optional[Callable[[], None]] = None  # --overwrite: the old run may go now
@@ -404,6 +484,8 @@ class Trainer:
             torch.cuda.set_rng_state(st["rng_cuda"], self.device)
         if self.ema is not None and "ema" in st:
             self.ema.load_state_dict(st["ema"])
+        if self.lookahead is not None:
+            self.lookahead.load(st["lookahead"])
         self.epoch, self.batch_in_epoch, self.step = int(st["epoch"]), int(st["batch_in_epoch"]), int(st["step"])
         self.running.load(st["running"] if "running" in st else st["acc"], self.device)
         self.history = json.loads(st["history"])
@@ -421,7 +503,7 @@ class Trainer:
     # --------------------------------------------------------------------------------- the loop
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """One optimisation step: forward, loss, backward, update, EMA; the sums stay on the device.
+        """One optimisation step: forward, loss, backward, update, lookahead, EMA; the sums stay on the device.
 
         With SAM (``optim.sam``) the update uses the gradient at the perturbed weights (:class:`~.optim.SAM`): a
         second forward and backward of the same batch between ``perturb`` and ``restore``. The loss and accuracy
@@ -441,6 +523,8 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.lookahead is not None:
+            self.lookahead.step(self.model, self.step + 1)  # the steps taken, this one included
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.running.add(loss.detach(), logits.detach(), y, self.step)
@@ -511,6 +595,8 @@ class Trainer:
             self.batch_in_epoch = i + 1
             seen += y.numel()
             self._show_progress(i, lr, seen, t0, sync_every)
+            if _STEP_DELAY:
+                time.sleep(_STEP_DELAY)
             if self._stop_agreed() is not None:
                 self._stop_mid_epoch(t0)
         self.progress.close()
@@ -549,6 +635,7 @@ class Trainer:
                 self.epoch += 1
                 self.batch_in_epoch = 0
                 self.log(self._epoch_line(row))
+                self._freeze_after()
                 self._write_metrics(row)
                 self._track_best(row)
                 self._log_plateau()
@@ -690,6 +777,8 @@ class Trainer:
                 "test_seconds": round(time.perf_counter() - t_test, 3)}
 
     def _finish(self) -> Dict[str, Any]:
+        if self.lookahead is not None:
+            self.lookahead.finish(self.model)
         model = self.eval_model()
         self._restore_best(model)
         results: Dict[str, Any] = {
