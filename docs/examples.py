@@ -182,6 +182,8 @@ TRAINED = [
 
 # A benchmark's machine line: the CPU's name and the library versions are not the command's to decide.
 BENCH_ENV = (r"^cpu \([^;\n]*; (\d+) threads?\), torch \S+, torchvision \S+;", r"cpu (<cpu>; \1 threads), torch <v>, torchvision <v>;")
+# The measured peak of the same line (a matrix product's best rate: as volatile as the timings).
+BENCH_PEAK = (r"(bf16|fp32) [\d,.]+ GFLOP/s", r"\1 <N> GFLOP/s")
 
 
 # ------------------------------------------------------------------------------------------ the examples
@@ -298,11 +300,11 @@ EXAMPLES: List[Example] = [
     Example("benchmark-vs-torchvision", "docs/benchmark.md",
             [cmd("benchmark resnet18 --input 3x32x32 --batch-size 8 --repeats 3 --steps 2 --warmup 1 "
                  "--vs torchvision --threads 1")],
-            volatile=[numbers_on(r"^  (cnnzoo|torchvision) "), BENCH_ENV], squash_spaces=True),
+            volatile=[numbers_on(r"^  (cnnzoo|torchvision) "), BENCH_ENV, BENCH_PEAK], squash_spaces=True),
     Example("benchmark-small-markdown", "docs/benchmark.md",
             [cmd("benchmark lenet5 resnet18 --input 1x28x28 --batch-size 8 --repeats 3 --steps 2 --warmup 1 "
                  "--threads 1 -f markdown")],
-            volatile=[numbers_on(r"^\| `"), BENCH_ENV]),
+            volatile=[numbers_on(r"^\| `"), BENCH_ENV, BENCH_PEAK]),
 ]
 
 BY_ID: Dict[str, Example] = {e.id: e for e in EXAMPLES}

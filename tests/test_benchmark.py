@@ -126,3 +126,32 @@ def test_library_call_single_mode():
     finally:
         torch.set_num_threads(before)
     assert r["train_img_s"] > 0 and r["infer_img_s"] is None and r["samples"] == {"train": r["samples"]["train"]}
+
+
+def test_gflops_are_counted_flops_times_rate_and_share_the_stated_peak(capsys):
+    """GFLOP/s = img/s x forward FLOPs (x 3 for a training step); the share divides by the peak used."""
+    from cnnzoo.analysis.flops import count_macs
+    from cnnzoo.builder import create_model
+
+    rc, out, _ = cli(capsys, "benchmark", "lenet5", "--input", "1x32x32", "--format", "json", "--precision", "fp32",
+                     "--peak-gflops", "50", *TINY)
+    assert rc == 0
+    (r,) = json.loads(out)
+    with torch.device("meta"):
+        assert r["flops"] == 2 * count_macs(create_model("lenet5", num_classes=1000, in_chans=1), (1, 1, 32, 32))
+    assert r["train_gflops"] == pytest.approx(r["train_img_s"] * r["flops"] * 3 / 1e9)
+    assert r["infer_gflops"] == pytest.approx(r["infer_img_s"] * r["flops"] / 1e9)
+    assert r["train_peak_share"] == pytest.approx(r["train_gflops"] / 50) and r["peak_gflops"] == {"fp32": 50}
+    rc, out, _ = cli(capsys, "benchmark", "lenet5", "--input", "1x32x32", "--mode", "train", *TINY)
+    assert rc == 0 and "train GFLOP/s" in out and "of peak" in out and "FLOP/image" in out
+    assert "peak measured: best 2048x2048 matmul" in out
+    rc, _, err = cli(capsys, "benchmark", "lenet5", "--peak-gflops", "0", *TINY)
+    assert rc == 2 and "--peak-gflops must be above 0" in err
+
+
+def test_gemm_peak_is_a_positive_rate_measured_once():
+    from cnnzoo import bench
+
+    dev = torch.device("cpu")
+    first = bench.gemm_peak(dev, None)
+    assert first > 0 and bench.gemm_peak(dev, torch.float32) == first  # None is fp32, and it is cached

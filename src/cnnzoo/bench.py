@@ -21,6 +21,15 @@ How the numbers are taken, so they can be trusted:
   :func:`~cnnzoo.train.losses.classification_loss` (auxiliary heads weighted by our model's ``aux_weight``, 0.3
   for GoogLeNet, on both sides alike), ``zero_grad``, backward and an SGD step with momentum and weight decay.
 
+Arithmetic rate: each variant's images/s times the FLOPs of one image (2 x the multiply-adds that
+:func:`cnnzoo.analysis.flops.count_macs` counts with ``FlopCounterMode``: convolutions and linear layers; x 3 for
+a training step: forward, and backward's two products of the same size), in GFLOP/s, and its share of the
+device's **GEMM peak**: the best rate of a large square matrix product (:data:`PEAK_GEMM` x :data:`PEAK_GEMM`)
+in the variant's precision, measured in the same process (:func:`gemm_peak`, once per device and dtype). The
+peak is measured, not read off a data sheet: in a virtual machine the clock and the vector units a CPU
+model name implies are not what the guest gets, and the library's best product is the ceiling a network's
+convolutions can reach. ``peak_gflops`` gives the peak instead (a data-sheet figure, say).
+
 Peak memory is measured after the timing, in a separate pass of two iterations per variant, each
 built afresh (so one-time library set-up, done by then, is charged to no variant). It covers what the run
 holds: weights, input, activations, gradients, optimizer state and workspace. On CUDA it is
@@ -47,6 +56,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from .analysis.flops import count_macs
+from .analysis.flops import human as human_flops
 from .builder import create_model, model_info, plan_input
 from .choices import BENCH_PRECISIONS
 from .errors import UserError
@@ -55,10 +66,14 @@ from .registry import list_models
 from .runtime import autocast, precision_name, resolve_device, resolve_precision
 from .train.losses import classification_loss
 
-__all__ = ["Settings", "benchmark", "format_results", "torchvision_twins", "MEMORY_NOTE"]
+__all__ = ["Settings", "benchmark", "format_results", "torchvision_twins", "MEMORY_NOTE", "gemm_peak", "PEAK_GEMM"]
 
 MODES = ("infer", "train")
 MEMORY_STEPS = 2  # iterations of the memory pass: the first creates the optimizer state, the second runs with it
+TRAIN_FLOP_FACTOR = 3  # a training step's FLOPs per forward FLOP: forward, input gradient, weight gradient
+PEAK_GEMM = 2048  # side of the square product whose best rate is the peak (large enough to be compute-bound)
+PEAK_REPEATS = 5  # timed products; the fastest gives the peak
+_PEAKS: Dict[Tuple[str, str], float] = {}  # gemm_peak's measurements, per (device, dtype), for this process
 
 MEMORY_NOTE = {
     "cuda": "peak torch.cuda.max_memory_allocated above the allocation before the model was built",
@@ -280,6 +295,28 @@ def _env(device: torch.device) -> Dict[str, Any]:
     return env
 
 
+def gemm_peak(device: torch.device, dtype: Optional[torch.dtype]) -> float:
+    """GFLOP/s of the fastest of :data:`PEAK_REPEATS` ``PEAK_GEMM`` x ``PEAK_GEMM`` matrix products in ``dtype``
+    (``None``: fp32) on ``device``, after one untimed product; measured once per process and (device, dtype)."""
+    dtype = dtype or torch.float32
+    key = (str(device), str(dtype))
+    if key not in _PEAKS:
+        g = torch.Generator().manual_seed(0)
+        a, b = (torch.randn(PEAK_GEMM, PEAK_GEMM, generator=g).to(device, dtype) for _ in range(2))
+        best = float("inf")
+        for i in range(PEAK_REPEATS + 1):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i:  # the first product warms the library up
+                best = min(best, time.perf_counter() - t0)
+        _PEAKS[key] = 2 * PEAK_GEMM ** 3 / best / 1e9
+    return _PEAKS[key]
+
+
 def _median(xs: List[float]) -> Optional[float]:
     return float(statistics.median(xs)) if xs else None
 
@@ -288,7 +325,8 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
               device: str = "cpu", precision: str = "auto", channels_last: bool = True, fold_bn: bool = True,
               vs: Optional[str] = None, repeats: int = 5, steps: int = 10, warmup: int = 3,
               num_classes: int = 1000, modes: Tuple[str, ...] = MODES, seed: int = 0,
-              log: Optional[Callable[[str], None]] = None, progress: str = "none") -> Dict[str, Any]:
+              log: Optional[Callable[[str], None]] = None, progress: str = "none",
+              peak_gflops: Optional[float] = None) -> Dict[str, Any]:
     """Measure model ``name``; with ``vs="torchvision"`` also torchvision's twin, as-is and with our settings.
 
     Args:
@@ -311,11 +349,15 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
         progress: a bar over the timed runs (:data:`cnnzoo.choices.PROGRESS`; ``none``, the default, for library
             callers; ``auto`` draws it only on a terminal, on stderr). With a bar the per-round messages are left
             out of ``log``: the bar counts the rounds.
+        peak_gflops: the device's peak for the shares (``*_peak_share``); ``None`` measures it
+            (:func:`gemm_peak`) in each variant's precision.
 
     Returns:
         A flat dict: the settings, ``infer_img_s``/``train_img_s``/``*_peak_mib`` of cnnzoo's model, the
-        samples, the environment, and with ``vs`` a ``baselines`` dict (``torchvision_as_is``,
-        ``torchvision_same``) holding the same numbers plus ``infer_ratio``/``train_ratio`` (ours / theirs).
+        samples, ``flops`` (one image's forward FLOPs), ``infer_gflops``/``train_gflops`` and their
+        ``*_peak_share`` of ``peak_gflops`` (the peak used, per precision), the environment, and with ``vs`` a
+        ``baselines`` dict (``torchvision_as_is``, ``torchvision_same``) holding the same numbers plus
+        ``infer_ratio``/``train_ratio`` (ours / theirs).
     """
     say = log or (lambda msg: None)
     for what, v, lo in (("batch", batch, 1), ("repeats", repeats, 1), ("steps", steps, 1), ("warmup", warmup, 0),
@@ -324,6 +366,8 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
             raise UserError(f"--{what.replace('_', '-')} must be at least {lo}, got {v}")
     if precision not in BENCH_PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(BENCH_PRECISIONS)}, got {precision!r}")
+    if peak_gflops is not None and not peak_gflops > 0:
+        raise UserError(f"--peak-gflops must be above 0, got {peak_gflops}")
     if vs not in (None, "torchvision"):
         raise UserError(f"--vs takes 'torchvision', got {vs!r}")
     bad = [m for m in modes if m not in MODES]
@@ -359,6 +403,7 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
         amp = resolve_precision(precision, dev, meta_model)
         aux_weight = float(getattr(meta_model, "aux_weight", 0.0))  # the trainer's weight, on both sides alike
         params = sum(p.numel() for p in meta_model.parameters() if p.requires_grad)
+        flops = 2 * count_macs(meta_model, (1, c, h, w))  # one image's forward; torchvision's twin is the same network
         if tv_build is not None:
             tv_params = sum(p.numel() for p in tv_build().parameters() if p.requires_grad)
             if tv_params != params:
@@ -439,11 +484,21 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
     finally:
         torch.backends.cudnn.benchmark = old_bench
 
+    peak_of: Dict[str, float] = {}  # precision -> the peak the shares divide by
+
+    def peak(settings: Settings) -> float:
+        if settings.precision not in peak_of:
+            peak_of[settings.precision] = peak_gflops or gemm_peak(dev, settings.amp_dtype)
+        return peak_of[settings.precision]
+
     def numbers(key: str) -> Dict[str, Any]:
         d: Dict[str, Any] = {}
         for m in MODES:
-            d[f"{m}_img_s"] = _median(samples[key][m])
+            img_s = d[f"{m}_img_s"] = _median(samples[key][m])
             d[f"{m}_peak_mib"] = peaks[key][m]
+            gflops = img_s * flops * (TRAIN_FLOP_FACTOR if m == "train" else 1) / 1e9 if img_s else None
+            d[f"{m}_gflops"] = gflops
+            d[f"{m}_peak_share"] = gflops / peak(variants[key][1]) if gflops else None
         d["samples"] = {m: samples[key][m] for m in modes}
         return d
 
@@ -451,7 +506,7 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
         "model": name, "input": f"{c}x{h}x{w}", "batch": batch, "num_classes": num_classes, "device": str(dev),
         "kwargs": kwargs, "params": params, "settings": ours.describe(), "precision": ours.precision,
         "channels_last": ours.channels_last, "bn_folded": folded if ours.fold_bn else 0,
-        **numbers("ours"),
+        "flops": flops, **numbers("ours"),
         "repeats": repeats, "steps": steps, "warmup": warmup, "memory": MEMORY_NOTE[dev.type],
         "note": "; ".join(notes), "env": _env(dev),
     }
@@ -464,6 +519,8 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
                 d[f"{m}_ratio"] = ours_v / theirs if ours_v and theirs else None
             base[key] = d
         result["baselines"] = base
+    result["peak_gflops"] = peak_of
+    result["peak"] = "given (--peak-gflops)" if peak_gflops else f"measured: best {PEAK_GEMM}x{PEAK_GEMM} matmul"
     return result
 
 
@@ -480,13 +537,19 @@ def _ratio(v: Optional[float]) -> str:
 
 def _rows(r: Dict[str, Any]) -> List[Dict[str, Any]]:
     """One row per variant: label, settings, numbers, ratios (ours / this)."""
-    rows = [dict(label="cnnzoo", settings=r["settings"], infer=r["infer_img_s"], train=r["train_img_s"],
-                 infer_mib=r["infer_peak_mib"], train_mib=r["train_peak_mib"], infer_ratio=None, train_ratio=None)]
-    for b in r.get("baselines", {}).values():
-        rows.append(dict(label=f"torchvision {b['label']}", settings=b["settings"], infer=b["infer_img_s"],
-                         train=b["train_img_s"], infer_mib=b["infer_peak_mib"], train_mib=b["train_peak_mib"],
-                         infer_ratio=b["infer_ratio"], train_ratio=b["train_ratio"]))
-    return rows
+    def row(label: str, d: Dict[str, Any], ratios: bool) -> Dict[str, Any]:
+        out = dict(label=label, settings=d["settings"])
+        for m in MODES:
+            out.update({m: d[f"{m}_img_s"], f"{m}_mib": d[f"{m}_peak_mib"], f"{m}_gflops": d.get(f"{m}_gflops"),
+                        f"{m}_share": d.get(f"{m}_peak_share"), f"{m}_ratio": d[f"{m}_ratio"] if ratios else None})
+        return out
+
+    return [row("cnnzoo", r, False)] + [row(f"torchvision {b['label']}", b, True)
+                                        for b in r.get("baselines", {}).values()]
+
+
+def _share(v: Optional[float]) -> str:
+    return "-" if v is None else f"{100 * v:.0f}%"
 
 
 def describe_run(r: Dict[str, Any]) -> str:
@@ -495,7 +558,9 @@ def describe_run(r: Dict[str, Any]) -> str:
     where = env.get("gpu") or env.get("cpu") or r["device"]
     return (f"{r['device']} ({where}; {env['threads']} threads), torch {env['torch']}"
             f"{', torchvision ' + env['torchvision'] if 'torchvision' in env else ''}; median of {r['repeats']} "
-            f"runs x {r['steps']} steps after {r['warmup']} warm-up, variants alternated; memory: {r['memory']}")
+            f"runs x {r['steps']} steps after {r['warmup']} warm-up, variants alternated; memory: {r['memory']}; "
+            f"GFLOP/s: FLOPs counted x img/s (training x {TRAIN_FLOP_FACTOR}), peak {r['peak']} ("
+            + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in r["peak_gflops"].items()) + ")")
 
 
 def _text_row(vals: List[str], widths: List[int]) -> str:
@@ -514,25 +579,28 @@ def format_results(results: List[Dict[str, Any]], fmt: str = "text") -> str:
     if fmt == "markdown":
         lines = [describe_run(results[0]) + ".", "",
                  "| model | input | batch | variant | settings | infer img/s | ours / this | train img/s "
-                 "| ours / this | infer peak MiB | train peak MiB |",
-                 "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+                 "| ours / this | train GFLOP/s | of peak | infer peak MiB | train peak MiB |",
+                 "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in results:
             for row in _rows(r):
                 lines.append(f"| `{r['model']}` | {r['input']} | {r['batch']} | {row['label']} | {row['settings']} "
                              f"| {_num(row['infer'])} | {_ratio(row['infer_ratio'])} | {_num(row['train'])} "
-                             f"| {_ratio(row['train_ratio'])} | {_num(row['infer_mib'], ',.1f')} "
+                             f"| {_ratio(row['train_ratio'])} | {_num(row['train_gflops'], ',.1f')} "
+                             f"| {_share(row['train_share'])} | {_num(row['infer_mib'], ',.1f')} "
                              f"| {_num(row['train_mib'], ',.1f')} |")
         notes = [f"`{r['model']}`: {r['note']}" for r in results if r["note"]]
         if notes:
             lines += [""] + [f"- {n}" for n in notes]
         return "\n".join(lines)
     out = []
-    head = ["variant", "settings", "infer img/s", "ours/this", "train img/s", "ours/this", "infer MiB", "train MiB"]
+    head = ["variant", "settings", "infer img/s", "ours/this", "train img/s", "ours/this", "train GFLOP/s",
+            "of peak", "infer MiB", "train MiB"]
     for r in results:
-        out.append(f"{r['model']}  {r['input']}  batch {r['batch']}  {r['params']:,} params"
-                   f"{'  ' + str(r['kwargs']) if r['kwargs'] else ''}")
+        out.append(f"{r['model']}  {r['input']}  batch {r['batch']}  {r['params']:,} params  "
+                   f"{human_flops(r['flops'])}FLOP/image{'  ' + str(r['kwargs']) if r['kwargs'] else ''}")
         cells = [[row["label"], row["settings"], _num(row["infer"]), _ratio(row["infer_ratio"]), _num(row["train"]),
-                  _ratio(row["train_ratio"]), _num(row["infer_mib"], ",.1f"), _num(row["train_mib"], ",.1f")]
+                  _ratio(row["train_ratio"]), _num(row["train_gflops"], ",.1f"), _share(row["train_share"]),
+                  _num(row["infer_mib"], ",.1f"), _num(row["train_mib"], ",.1f")]
                  for row in _rows(r)]
         widths = [max(len(hd), *(len(cl[i]) for cl in cells)) for i, hd in enumerate(head)]
         out.append("  " + _text_row(head, widths))

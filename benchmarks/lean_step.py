@@ -1,0 +1,80 @@
+"""Leaner training steps for airbench_cpu on the CPU, side by side (issue 14): eager against GELU's tanh
+approximation and torch.compile (inductor), and the default precision / memory format / batch against the
+alternatives. One process, each variant warmed up (compile time printed), timed runs alternated (order reversed
+every other round), median and min - max of ``--repeats`` runs. Time it on a quiet machine.
+
+    python benchmarks/lean_step.py compile      # eager, tanh GELU, compiled, compiled + tanh (batch 256)
+    python benchmarks/lean_step.py formats      # bf16/fp32, channels_last/NCHW, batch 128/256/512
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnzoo import create_model
+from cnnzoo.runtime import autocast
+
+
+def make_step(batch: int = 256, dtype=torch.bfloat16, channels_last: bool = True, tanh: bool = False,
+              compile: bool = False):
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = create_model("airbench_cpu", num_classes=10, in_chans=1).to(memory_format=fmt)
+    if tanh:
+        for m in model.modules():
+            if isinstance(m, nn.GELU):
+                m.approximate = "tanh"
+    x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (batch,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    fn = torch.compile(model) if compile else model
+
+    def step():
+        with autocast(torch.device("cpu"), dtype):
+            loss = F.cross_entropy(fn(x), y, label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step, batch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["compile", "formats"])
+    ap.add_argument("--repeats", type=int, default=7)
+    a = ap.parse_args()
+    if a.what == "compile":
+        specs = {"eager": {}, "gelu_tanh": dict(tanh=True), "compiled": dict(compile=True),
+                 "compiled_tanh": dict(compile=True, tanh=True)}
+    else:
+        specs = {"bf16 CL 256": {}, "fp32 CL 256": dict(dtype=None), "bf16 NCHW 256": dict(channels_last=False),
+                 "bf16 CL 512": dict(batch=512), "bf16 CL 128": dict(batch=128)}
+    variants = {}
+    for k, kw in specs.items():
+        t0 = time.perf_counter()
+        variants[k] = make_step(**kw)
+        for _ in range(3):
+            variants[k][0]()
+        print(f"{k}: built and warmed up in {time.perf_counter() - t0:.1f} s")
+    rates = {k: [] for k in variants}
+    for r in range(a.repeats):
+        for k in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
+            step, batch = variants[k]
+            n = max(1, 2560 // batch)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                step()
+            rates[k].append(batch * n / (time.perf_counter() - t0))
+    for k, v in rates.items():
+        print(f"{k:14s} median {statistics.median(v):7.0f} img/s  (min {min(v):.0f}, max {max(v):.0f})")
+
+
+if __name__ == "__main__":
+    main()
