@@ -57,8 +57,9 @@ def prepare(image: torch.Tensor, rm: Dict[str, Any]) -> Tuple[torch.Tensor, torc
     """
     size = tuple(int(s) for s in rm["image_size"])
     resize = rm.get("resize")
-    crop = centre_crop(image, size)
-    if resize and int(resize) >= max(size):  # as the folder loader: the square fitted to S, then its centre
+    if not resize or int(resize) < max(size):
+        crop = centre_crop(image, size)
+    else:  # as the folder loader: the square fitted to S, then its centre
         side = int(resize)
         square = centre_crop(image, (side, side))[None].float()
         square = F.interpolate(square, size=(side, side), mode="bilinear", align_corners=False,
