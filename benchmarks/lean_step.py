@@ -5,6 +5,8 @@ every other round), median and min - max of ``--repeats`` runs. Time it on a qui
 
     python benchmarks/lean_step.py compile      # eager, tanh GELU, compiled, compiled + tanh (batch 256)
     python benchmarks/lean_step.py formats      # bf16/fp32, channels_last/NCHW, batch 128/256/512
+    python benchmarks/lean_step.py acts         # the paper's GELU against ReLU (AirNet's act option)
+    python benchmarks/lean_step.py widths       # airbench group widths 16-32-64 .. 48-96-192, ReLU
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from cnnzoo.runtime import autocast
 
 
 def make_step(batch: int = 256, dtype=torch.bfloat16, channels_last: bool = True, tanh: bool = False,
-              compile: bool = False):
+              compile: bool = False, name: str = "airbench_cpu", **kwargs):
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = create_model("airbench_cpu", num_classes=10, in_chans=1).to(memory_format=fmt)
+    model = create_model(name, num_classes=10, in_chans=1, **kwargs).to(memory_format=fmt)
     if tanh:
         for m in model.modules():
             if isinstance(m, nn.GELU):
@@ -47,12 +49,17 @@ def make_step(batch: int = 256, dtype=torch.bfloat16, channels_last: bool = True
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["compile", "formats"])
+    ap.add_argument("what", choices=["compile", "formats", "acts", "widths"])
     ap.add_argument("--repeats", type=int, default=7)
     a = ap.parse_args()
     if a.what == "compile":
         specs = {"eager": {}, "gelu_tanh": dict(tanh=True), "compiled": dict(compile=True),
                  "compiled_tanh": dict(compile=True, tanh=True)}
+    elif a.what == "acts":
+        specs = {"gelu": {}, "relu": dict(act="relu")}
+    elif a.what == "widths":
+        specs = {w: dict(widths=tuple(int(c) for c in w.split("-")), act="relu")
+                 for w in ("16-32-64", "24-48-96", "32-64-128", "48-96-192")}
     else:
         specs = {"bf16 CL 256": {}, "fp32 CL 256": dict(dtype=None), "bf16 NCHW 256": dict(channels_last=False),
                  "bf16 CL 512": dict(batch=512), "bf16 CL 128": dict(batch=128)}

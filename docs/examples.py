@@ -180,6 +180,24 @@ TRAINED = [
     (r"(, cpu, |, cuda\S*, )(bf16|fp32|fp16)\b", r"\1<precision>"),
 ]
 
+
+
+def ranked_classes(text: str) -> str:
+    """A prediction's ranked lines (``  99.98%  8``): the probabilities are trained numbers (width included), and
+    below the top-ranked class the near-zero ranks' order is too (a retrained model on another CPU swaps them);
+    the top class of each input stays checked."""
+    out, first = [], False
+    for ln in text.split("\n"):
+        m = re.match(r"^\s*(?:\d+\.\d+|<N>)%\s+(\S.*)$", ln)
+        if not m:
+            out.append(ln)
+            first = True
+            continue
+        out.append(f"  <N>%  {m.group(1) if first else '<class>'}")
+        first = False
+    return "\n".join(out)
+
+
 # A benchmark's machine line: the CPU's name and the library versions are not the command's to decide.
 BENCH_ENV = (r"^cpu \([^;\n]*; (\d+) threads?\), torch \S+, torchvision \S+;", r"cpu (<cpu>; \1 threads), torch <v>, torchvision <v>;")
 # The measured peak of the same line (a matrix product's best rate: as volatile as the timings).
@@ -245,7 +263,7 @@ EXAMPLES: List[Example] = [
     Example("training-eval", "docs/training.md", [cmd("eval runs/lenet5-digits")], setup=["lenet5-digits"],
             select=[slice(0, 4), "...", -1], volatile=TRAINED),
     Example("training-predict", "docs/training.md", [cmd("predict runs/lenet5-digits digits:3 my_digit.png -k 3")],
-            setup=["lenet5-digits", "my-digit"], volatile=TRAINED),
+            setup=["lenet5-digits", "my-digit"], volatile=[*TRAINED, ranked_classes]),
     # --- docs/transfer.md
     Example("transfer-weights-resnet", "docs/transfer.md", [cmd("weights resnet")]),
     Example("transfer-freeze-table", "docs/transfer.md",

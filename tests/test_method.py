@@ -373,3 +373,15 @@ def test_a_changed_freeze_after_is_a_resume_conflict():
 def test_bad_values_are_one_line(overrides, message):
     with pytest.raises(UserError, match=message):
         validate(apply_overrides(Config(), overrides))
+
+
+def test_airbench_act_option_swaps_every_activation_and_keeps_the_parameters():
+    """``act="relu"`` (measured 1.16x the GELU step on the CPU, benchmarks/lean_step.py acts) changes only the
+    activations: the same parameters, no GELU left; an unknown name is refused."""
+    gelu, relu = create_model("airbench_cpu", in_chans=1), create_model("airbench_cpu", in_chans=1, act="relu")
+    assert [p.shape for p in gelu.parameters()] == [p.shape for p in relu.parameters()]
+    kinds = lambda m: sorted({type(x).__name__ for x in m.modules() if isinstance(x, (nn.GELU, nn.ReLU))})
+    assert kinds(gelu) == ["GELU"] and kinds(relu) == ["ReLU"]
+    assert sum(isinstance(x, nn.ReLU) for x in relu.modules()) == 7  # the stem's and two in each of three groups
+    with pytest.raises(ValueError, match="act must be one of gelu, relu"):
+        create_model("airbench_cpu", act="swish")

@@ -54,18 +54,21 @@ LOGIT_SCALE = 1 / 9  # the paper's scaling of the logits
 WHITEN_EPS = 5e-4  # added to each eigenvalue before the whitening divides by its square root (airbench's)
 
 
-class ConvGroup(nn.Sequential):
-    """conv 3x3 -> max-pool 2 -> BN -> GELU -> conv 3x3 -> BN -> GELU (pooling halves H and W)."""
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}  # the paper's GELU; ReLU as an option (cheaper on a CPU)
 
-    def __init__(self, in_chs: int, out_chs: int) -> None:
+
+class ConvGroup(nn.Sequential):
+    """conv 3x3 -> max-pool 2 -> BN -> act -> conv 3x3 -> BN -> act (pooling halves H and W; act is GELU)."""
+
+    def __init__(self, in_chs: int, out_chs: int, act: str = "gelu") -> None:
         super().__init__(
             nn.Conv2d(in_chs, out_chs, 3, padding=1, bias=False),
             nn.MaxPool2d(2),
             nn.BatchNorm2d(out_chs),
-            nn.GELU(),
+            ACTIVATIONS[act](),
             nn.Conv2d(out_chs, out_chs, 3, padding=1, bias=False),
             nn.BatchNorm2d(out_chs),
-            nn.GELU(),
+            ACTIVATIONS[act](),
         )
 
 
@@ -77,20 +80,23 @@ class AirNet(ZooModel):
         num_classes: outputs; 0 gives the pooled ``widths[-1]`` features.
         in_chans: input channels; the stem has ``8 * in_chans`` filters.
         logit_scale: multiplies the logits (1/9 in the paper).
+        act: the activation after the stem and every BatchNorm: ``"gelu"`` (the paper's) or ``"relu"``.
     """
 
     def __init__(
         self, widths: Sequence[int] = WIDTHS["airbench94"], num_classes: int = 10, in_chans: int = 3,
-        logit_scale: float = LOGIT_SCALE,
+        logit_scale: float = LOGIT_SCALE, act: str = "gelu",
     ) -> None:
         super().__init__()
         if len(widths) != 3:
             raise ValueError(f"airbench takes three group widths, got {tuple(widths)}")
+        if act not in ACTIVATIONS:
+            raise ValueError(f"airbench's act must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
         self.num_classes, self.in_chans, self.logit_scale = num_classes, in_chans, logit_scale
         stem = 2 * in_chans * 2 * 2
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, stem, 2, padding=0, bias=True), nn.GELU())
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, stem, 2, padding=0, bias=True), ACTIVATIONS[act]())
         chs = [stem, *widths]
-        self.layers = nn.Sequential(*(ConvGroup(chs[i], chs[i + 1]) for i in range(3)))
+        self.layers = nn.Sequential(*(ConvGroup(chs[i], chs[i + 1], act) for i in range(3)))
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.num_features = widths[-1]
         self.fc = linear_or_identity(self.num_features, num_classes, bias=False)
