@@ -51,6 +51,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=["compile", "formats", "acts", "widths"])
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--widths", nargs="+", default=["16-32-64", "24-48-96", "32-64-128", "48-96-192"],
+                    help="the group widths 'widths' compares (ReLU)")
     a = ap.parse_args()
     if a.what == "compile":
         specs = {"eager": {}, "gelu_tanh": dict(tanh=True), "compiled": dict(compile=True),
@@ -59,7 +61,7 @@ def main() -> None:
         specs = {"gelu": {}, "relu": dict(act="relu")}
     elif a.what == "widths":
         specs = {w: dict(widths=tuple(int(c) for c in w.split("-")), act="relu")
-                 for w in ("16-32-64", "24-48-96", "32-64-128", "48-96-192")}
+                 for w in a.widths}
     else:
         specs = {"bf16 CL 256": {}, "fp32 CL 256": dict(dtype=None), "bf16 NCHW 256": dict(channels_last=False),
                  "bf16 CL 512": dict(batch=512), "bf16 CL 128": dict(batch=128)}

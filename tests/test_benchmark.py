@@ -116,6 +116,9 @@ def test_settings_describe_and_train_mode_drops_folding():
     assert s.describe() == "bf16, channels_last, BN folded (inference)"
     assert s.for_mode("train").describe() == "bf16, channels_last"
     assert Settings().describe() == "fp32, NCHW"
+    t = Settings(channels_last=True, amp_dtype=torch.bfloat16, fold_bn=True, fused_sgd=True)
+    assert t.for_mode("train").describe() == "bf16, channels_last, fused SGD"
+    assert t.for_mode("infer").describe() == "bf16, channels_last, BN folded (inference)"
 
 
 def test_library_call_single_mode():

@@ -385,3 +385,38 @@ def test_airbench_act_option_swaps_every_activation_and_keeps_the_parameters():
     assert sum(isinstance(x, nn.ReLU) for x in relu.modules()) == 7  # the stem's and two in each of three groups
     with pytest.raises(ValueError, match="act must be one of gelu, relu"):
         create_model("airbench_cpu", act="swish")
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_optimisers_use_the_fused_update_and_match_the_loop(name):
+    """SGD, Adam and AdamW take PyTorch's fused update on the CPU (one kernel, not a Python loop over tensors);
+    ten steps of it give the loop's weights to float rounding."""
+    from cnnzoo.train.optim import fused_kwargs
+
+    def run(fused: bool):
+        torch.manual_seed(0)
+        # no bias right before the BatchNorm: its gradient is rounding noise, which Adam would scale up to +-lr
+        m = nn.Sequential(nn.Linear(6, 5, bias=False), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))
+        cfg = load_config(None, {"optim.name": name, "optim.lr": 0.05, "optim.weight_decay": 1e-3}).optim
+        groups = param_groups(m, cfg.weight_decay)
+        opt = build_optimizer(groups, cfg) if fused else _loop(name, groups, cfg)
+        for i in range(10):
+            torch.manual_seed(i)
+            loss = m(torch.randn(8, 6)).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return opt, [p.detach().clone() for p in m.parameters()]
+
+    def _loop(name, groups, cfg):
+        kw = dict(lr=cfg.lr, foreach=False)
+        if name == "sgd":
+            return torch.optim.SGD(groups, momentum=cfg.momentum, nesterov=cfg.nesterov, **kw)
+        return (torch.optim.Adam if name == "adam" else torch.optim.AdamW)(groups, betas=cfg.betas, eps=cfg.eps, **kw)
+
+    opt, fused = run(True)
+    assert all(g.get("fused") for g in opt.param_groups)
+    _, loop = run(False)
+    for a, b in zip(fused, loop):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert fused_kwargs([torch.zeros(2), torch.zeros(2, dtype=torch.long)]) == {}  # an integer tensor: the loop

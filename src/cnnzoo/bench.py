@@ -65,6 +65,7 @@ from .io import Progress
 from .registry import list_models
 from .runtime import autocast, precision_name, resolve_device, resolve_precision
 from .train.losses import classification_loss
+from .train.optim import fused_kwargs
 
 __all__ = ["Settings", "benchmark", "format_results", "torchvision_twins", "MEMORY_NOTE", "gemm_peak", "PEAK_GEMM"]
 
@@ -91,10 +92,11 @@ class Settings:
     channels_last: bool = False
     amp_dtype: Optional[torch.dtype] = None
     fold_bn: bool = False
+    fused_sgd: bool = False  # the training step's SGD update fused (train.optim.fused_kwargs), as the trainer's
 
     def for_mode(self, mode: str) -> "Settings":
-        # Folding is an inference transform: a training step runs the BatchNorms either way.
-        return self if mode == "infer" else replace(self, fold_bn=False)
+        # Folding is an inference transform: a training step runs the BatchNorms either way; no optimiser in inference.
+        return replace(self, fused_sgd=False) if mode == "infer" else replace(self, fold_bn=False)
 
     @property
     def precision(self) -> str:
@@ -104,6 +106,8 @@ class Settings:
         parts = [self.precision, "channels_last" if self.channels_last else "NCHW"]
         if self.fold_bn:
             parts.append("BN folded (inference)")
+        if self.fused_sgd:
+            parts.append("fused SGD")
         return ", ".join(parts)
 
 
@@ -225,7 +229,9 @@ class _Run:
         self.y = y.to(device)
         self.opt = None
         if mode == "train":
-            self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+            params = list(self.model.parameters())
+            fused = fused_kwargs(params) if settings.fused_sgd else {}
+            self.opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=5e-4, **fused)
 
     def step(self) -> None:
         if self.mode == "infer":
@@ -411,7 +417,8 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
                                 "the comparison would not be like for like")
     if amp == torch.bfloat16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError(f"{torch.cuda.get_device_name(dev)} has no bf16; use --precision fp32")
-    ours = Settings(channels_last=channels_last, amp_dtype=amp, fold_bn=fold_bn and "infer" in modes)
+    ours = Settings(channels_last=channels_last, amp_dtype=amp, fold_bn=fold_bn and "infer" in modes,
+                    fused_sgd="train" in modes)
     if ours.fold_bn and _fold_fn() is None:
         ours = replace(ours, fold_bn=False)
         notes.append("BatchNorm folding skipped: cnnzoo.fuse is not available")

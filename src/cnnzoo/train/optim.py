@@ -86,15 +86,36 @@ def build_optimizer(params: Iterable[dict], cfg: "OptimConfig") -> torch.optim.O
     return SAM(base, cfg.sam_rho) if getattr(cfg, "sam", False) else base
 
 
+FUSED_OPTIMIZERS = ("sgd", "adam", "adamw")  # those with a fused (one kernel over all parameters) update in PyTorch
+
+
+def fused_kwargs(params: Iterable[torch.Tensor]) -> Dict[str, bool]:
+    """``{"fused": True}`` where PyTorch's fused update can serve ``params`` (floating tensors, all on the CPU or all
+    on one CUDA device), else ``{}``: the update the trainer and ``cnnzoo benchmark`` use for SGD, Adam and AdamW.
+
+    PyTorch's default on the CPU is a Python loop over the tensors; the fused kernel measured 5.4x faster for
+    vgg11_bn's 133M parameters (292 -> 54 ms an SGD step, 18% of its training step at 3x64x64, batch 64) and 1.8x
+    for resnet18's (benchmarks/RESULTS.md). It computes the same update, up to the rounding of fused multiply-adds.
+    """
+    devices = set()
+    for p in params:
+        if not p.is_floating_point() or p.device.type not in ("cpu", "cuda"):
+            return {}
+        devices.add(p.device)
+    return {"fused": True} if len(devices) == 1 else {}
+
+
 def _base_optimizer(groups: List[dict], cfg: "OptimConfig") -> torch.optim.Optimizer:
     if not groups:
         raise ValueError("no trainable parameters: everything is frozen")
+    fused = fused_kwargs(p for g in groups for p in g["params"]) if cfg.name in FUSED_OPTIMIZERS else {}
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                               **fused)
     if cfg.name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, **fused)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, **fused)
     if cfg.name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum)
     raise ValueError(f"unknown optimiser {cfg.name!r}; use one of {', '.join(OPTIMIZERS)}")
