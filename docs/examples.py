@@ -181,11 +181,10 @@ TRAINED = [
 ]
 
 
-
 def ranked_classes(text: str) -> str:
     """A prediction's ranked lines (``  99.98%  8``): the probabilities are trained numbers (width included), and
     below the top-ranked class the near-zero ranks' order is too (a retrained model on another CPU swaps them);
-    the top class of each input stays checked."""
+    the top class of each input stays checked. Applied after ``TRAINED``, so a probability may already be ``<N>``."""
     out, first = [], False
     for ln in text.split("\n"):
         m = re.match(r"^\s*(?:\d+\.\d+|<N>)%\s+(\S.*)$", ln)

@@ -86,9 +86,6 @@ def build_optimizer(params: Iterable[dict], cfg: "OptimConfig") -> torch.optim.O
     return SAM(base, cfg.sam_rho) if getattr(cfg, "sam", False) else base
 
 
-FUSED_OPTIMIZERS = ("sgd", "adam", "adamw")  # those with a fused (one kernel over all parameters) update in PyTorch
-
-
 def fused_kwargs(params: Iterable[torch.Tensor]) -> Dict[str, bool]:
     """``{"fused": True}`` where PyTorch's fused update can serve ``params`` (floating tensors, all on the CPU or all
     on one CUDA device), else ``{}``: the update the trainer and ``cnnzoo benchmark`` use for SGD, Adam and AdamW.
@@ -108,7 +105,7 @@ def fused_kwargs(params: Iterable[torch.Tensor]) -> Dict[str, bool]:
 def _base_optimizer(groups: List[dict], cfg: "OptimConfig") -> torch.optim.Optimizer:
     if not groups:
         raise ValueError("no trainable parameters: everything is frozen")
-    fused = fused_kwargs(p for g in groups for p in g["params"]) if cfg.name in FUSED_OPTIMIZERS else {}
+    fused = fused_kwargs(p for g in groups for p in g["params"])  # SGD, Adam and AdamW have the fused kernel
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
                                **fused)
