@@ -1,4 +1,4 @@
-"""Start-up latency of `cnnzoo --help`, `cnnzoo list` and `cnnzoo info googlenet`, two checkouts side by side.
+"""Latency of `cnnzoo --help`, `cnnzoo list` and `cnnzoo info googlenet` (or ``--command``s), two checkouts side by side.
 
 Each round runs every command once in each checkout, the order reversed every other round (ABBA), as fresh
 processes (`python -m cnnzoo ...` with PYTHONPATH set to the checkout's src/); it reports the median and the range
@@ -6,6 +6,7 @@ of the wall times per command and checkout, and the ratio of the medians.
 
     git worktree add /tmp/cnnzoo-before c6a1ada
     python benchmarks/cli_latency.py --before /tmp/cnnzoo-before --after . --rounds 5
+    python benchmarks/cli_latency.py --before /tmp/cnnzoo-before --after . --command "summary lenet5"
 """
 
 from __future__ import annotations
@@ -33,21 +34,25 @@ def main() -> int:
     ap.add_argument("--before", type=Path, required=True)
     ap.add_argument("--after", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--command", action="append", metavar="ARGS",
+                    help="a command's arguments as one string (repeatable); default: --help, list, info googlenet")
     a = ap.parse_args()
+    commands = [c.split() for c in a.command] if a.command else COMMANDS
     sides = {"before": a.before.resolve(), "after": a.after.resolve()}
-    times = {(s, " ".join(c)): [] for s in sides for c in COMMANDS}
+    times = {(s, " ".join(c)): [] for s in sides for c in commands}
     for r in range(a.rounds):
         order = list(sides) if r % 2 == 0 else list(sides)[::-1]
-        for c in COMMANDS:
+        for c in commands:
             for s in order:
                 times[(s, " ".join(c))].append(wall(sides[s], c))
     print(f"| command | before median (range) s | after median (range) s | before / after |")
     print("|---|---:|---:|---:|")
-    for c in COMMANDS:
+    for c in commands:
         k = " ".join(c)
         b, f = times[("before", k)], times[("after", k)]
+        ratio = statistics.median(b) / statistics.median(f)
         print(f"| `cnnzoo {k}` | {statistics.median(b):.2f} ({min(b):.2f}-{max(b):.2f}) "
-              f"| {statistics.median(f):.2f} ({min(f):.2f}-{max(f):.2f}) | {statistics.median(b) / statistics.median(f):.0f}x |")
+              f"| {statistics.median(f):.2f} ({min(f):.2f}-{max(f):.2f}) | {ratio:.{0 if ratio >= 10 else 2}f}x |")
     return 0
 
 

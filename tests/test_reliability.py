@@ -107,6 +107,19 @@ def test_sigterm_saves_and_says_how_to_resume(reference, tmp_path):
     assert same_weights(reference, out)
 
 
+def test_the_quick_exit_keeps_every_line_and_the_status(capsys):
+    """`python -m cnnzoo` leaves by os._exit once PyTorch is loaded (cli.entry, skipping the interpreter's
+    teardown): a pipe still gets every line the command printed, and the exit status is the command's."""
+    from cnnzoo.cli import main
+
+    r = cli("summary", "lenet5")
+    assert r.returncode == 0, r.stderr
+    assert main(["summary", "lenet5"]) == 0
+    assert r.stdout == capsys.readouterr().out and r.stdout.count("\n") > 10
+    bad = cli("summary", "lenet5", "--input", "nonsense")
+    assert bad.returncode == 2 and bad.stderr.startswith("cnnzoo: error:") and bad.stderr.count("\n") == 1, bad.stderr
+
+
 # ----------------------------------------------------------------------------------------- distributed
 
 

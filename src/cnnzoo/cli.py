@@ -82,5 +82,23 @@ def _error_line(e: Exception) -> int:
     return 2
 
 
+def entry() -> None:
+    """The console script and ``python -m cnnzoo``: :func:`main`, then exit.
+
+    Where PyTorch is loaded, the interpreter's teardown (freeing its thousands of modules) takes 0.7-1.5 s
+    after the command has finished (benchmarks/RESULTS.md, "Command exit"); every file a command writes is closed
+    by then, so once the standard streams are flushed the process leaves at once. An exception leaves as usual.
+    """
+    code = main()
+    if "torch" not in sys.modules:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or gone reader: nothing left to write to
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()
