@@ -502,3 +502,16 @@ def test_load_image(tmp_path, digits):
         load_image(str(tmp_path / "missing.jpg"))
     with pytest.raises(UserError, match="out of range"):
         load_image("digits:100000")
+
+
+@pytest.mark.parametrize("height,width", [(7, 9), (8, 8), (10, 5), (5, 5)])
+@pytest.mark.parametrize("size", [(4, 4), (3, 5), (5, 2)])
+def test_centre_offsets_are_torchvision_center_crops(height, width, size):
+    """The folder loader's and predict's centre crop take the window torchvision's CenterCrop takes."""
+    from torchvision.transforms.functional import center_crop
+
+    from cnnzoo.data import centre_offsets
+
+    img = torch.arange(height * width).view(1, height, width)
+    top, left = centre_offsets(height, width, size)
+    assert torch.equal(img[..., top:top + size[0], left:left + size[1]], center_crop(img, list(size)))

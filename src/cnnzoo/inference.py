@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .builder import model_info
-from .data import convert_channels
+from .data import centre_offsets, convert_channels
 from .hub import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["prepare", "preprocess", "centre_crop", "top_k", "run_meta"]
@@ -64,7 +64,7 @@ def prepare(image: torch.Tensor, rm: Dict[str, Any]) -> Tuple[torch.Tensor, torc
         square = centre_crop(image, (side, side))[None].float()
         square = F.interpolate(square, size=(side, side), mode="bilinear", align_corners=False,
                                antialias=square.shape[-1] > side)[0].round().clamp(0, 255).to(torch.uint8)
-        top, left = int(round((side - size[0]) / 2.0)), int(round((side - size[1]) / 2.0))  # torchvision's
+        top, left = centre_offsets(side, side, size)
         crop = square[..., top:top + size[0], left:left + size[1]]
     x = preprocess(crop, size, rm["mean"], rm["std"], rm["in_chans"])
     shown = crop[None].float()

@@ -11,7 +11,7 @@
 """
 
 from .augment import AugmentConfig
-from .base import Dataset, FolderData, ImageData, convert_channels, split_validation, take_per_class
+from .base import Dataset, FolderData, ImageData, centre_offsets, convert_channels, split_validation, take_per_class
 from .images import load_image
 from .loader import FolderLoader, Loader, TensorLoader, make_loader
 from .sources import DATASETS, load_dataset
@@ -25,6 +25,7 @@ __all__ = [
     "ImageData",
     "Loader",
     "TensorLoader",
+    "centre_offsets",
     "convert_channels",
     "load_dataset",
     "load_image",

@@ -211,6 +211,12 @@ def convert_channels(x: torch.Tensor, in_chans: Optional[int]) -> torch.Tensor:
     raise UserError(f"cannot turn {c}-channel images into {in_chans}-channel input; use 1 (grey) or 3 (RGB)")
 
 
+def centre_offsets(height: int, width: int, size: Sequence[int]) -> Tuple[int, int]:
+    """``(top, left)`` of the centred ``size`` (H, W) window in a ``height x width`` image, rounded as
+    torchvision's ``CenterCrop`` rounds them: the one rule the folder loader and ``cnnzoo predict`` crop by."""
+    return int(round((height - int(size[0])) / 2.0)), int(round((width - int(size[1])) / 2.0))
+
+
 def take_per_class(data: Split, n: int, seed: int) -> Split:
     """The first ``n`` images of each class in a seeded shuffle: a small labelled set for few-shot runs."""
     labels = data.labels

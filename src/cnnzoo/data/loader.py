@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError, warn
 from .augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, AugmentConfig, BatchAugment, pca_eigen
-from .base import FolderData, ImageData, convert_channels, convert_stats
+from .base import FolderData, ImageData, centre_offsets, convert_channels, convert_stats
 
 __all__ = ["Loader", "TensorLoader", "FolderLoader", "make_loader"]
 
@@ -449,7 +449,7 @@ class FolderLoader(Loader):
         height, width = x.shape[-2:]
         if height < h or width < w:
             return self._resize(x)
-        top, left = int(round((height - h) / 2.0)), int(round((width - w) / 2.0))  # torchvision's CenterCrop
+        top, left = centre_offsets(height, width, self.image_size)
         return x[..., top:top + h, left:left + w]
 
 
