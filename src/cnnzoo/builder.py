@@ -22,6 +22,7 @@ from torch import nn
 from .choices import INITS
 from .errors import ParamError, UserError
 from .io import is_weights_spec, load_weights, read_weights_meta, stored_meta, weights_path
+from .layers.norm import NORM_LAYERS
 from .registry import Paper, SmallInput, closest_models, get_entry, is_model
 
 __all__ = ["ModelInfo", "InputPlan", "create_model", "model_info", "count_params", "plan_input", "load_model",
@@ -126,7 +127,6 @@ def create_model(
 # overwrites only the first filters of each convolution (:func:`_dirac_first_filters`).
 
 _CONV = nn.modules.conv._ConvNd
-_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
 def _zero(t: Optional[torch.Tensor]) -> None:
@@ -179,7 +179,7 @@ def _tv_scheme(conv=None, linear=None, conv_bias0=True, linear_bias0=True, speci
     def apply(model: nn.Module) -> None:
         overrides = special(model) if special else {}
         for m in model.modules():
-            if isinstance(m, _NORMS):
+            if isinstance(m, NORM_LAYERS):
                 m.reset_parameters()
                 _unit_norm(m)
             elif isinstance(m, (_CONV, nn.Linear)):
@@ -276,7 +276,7 @@ def initialize(model: nn.Module, init: str) -> nn.Module:
             if isinstance(m, (_CONV, nn.Linear)):
                 draw(m.weight)
                 _zero(m.bias)
-            elif isinstance(m, _NORMS):
+            elif isinstance(m, NORM_LAYERS):
                 _unit_norm(m)
     return model
 

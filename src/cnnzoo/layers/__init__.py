@@ -2,7 +2,8 @@
 
 from .conv import ConvBnAct, DepthwiseSeparableConv, make_divisible
 from .drop import DropPath
+from .norm import NORM_LAYERS
 from .se import SqueezeExcite
 from .shuffle import ChannelShuffle
 
-__all__ = ["ChannelShuffle", "ConvBnAct", "DepthwiseSeparableConv", "DropPath", "SqueezeExcite", "make_divisible"]
+__all__ = ["NORM_LAYERS", "ChannelShuffle", "ConvBnAct", "DepthwiseSeparableConv", "DropPath", "SqueezeExcite", "make_divisible"]

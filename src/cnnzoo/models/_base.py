@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.norm import NORM_LAYERS
 from ._spec import SmallInput
 
 __all__ = ["ZooModel", "PooledFcModel", "SequentialHeadModel", "AuxHeadsModel", "AuxOutputs"]
@@ -240,7 +241,7 @@ def init_weights_default(module: nn.Module, mode: str = "fan_out") -> None:
             nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+        elif isinstance(m, NORM_LAYERS):
             if m.weight is not None:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from ..choices import OPTIMIZERS
 from ..errors import ParamError
+from ..layers.norm import NORM_LAYERS
 
 if TYPE_CHECKING:  # the config imports the choices below; the types are only for the reader
     from .config import OptimConfig, ScheduleConfig
@@ -37,8 +38,6 @@ if TYPE_CHECKING:  # the config imports the choices below; the types are only fo
 __all__ = ["param_groups", "build_optimizer", "lr_factor", "set_lr", "SAM", "bn_stats_frozen", "Lookahead",
            "PlateauStep", "plateau_steps", "plateau_factor"]
 
-# The layers whose bias ``norm_bias_lr_scale`` speeds up: BatchNorm and InstanceNorm (_NormBase), GroupNorm, LayerNorm.
-_NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False,
@@ -58,7 +57,7 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
     shrinking a step applies) stays as it was.
     """
     paths = {str(k).rstrip("."): float(v) for k, v in (lr_scale or {}).items()}
-    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, _NORM_LAYERS) and m.bias is not None}
+    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, NORM_LAYERS) and m.bias is not None}
     groups: dict = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
