@@ -3,9 +3,9 @@ approximation and torch.compile (inductor), and the default precision / memory f
 alternatives. One process, each variant warmed up (compile time printed), timed runs alternated (order reversed
 every other round), median and min - max of ``--repeats`` runs. Time it on a quiet machine.
 
-    python benchmarks/lean_step.py compile      # eager, tanh GELU, compiled, compiled + tanh (batch 256)
+    python benchmarks/lean_step.py compile      # eager, tanh GELU, compiled, compiled + tanh, ReLU eager/compiled
     python benchmarks/lean_step.py formats      # bf16/fp32, channels_last/NCHW, batch 128/256/512
-    python benchmarks/lean_step.py acts         # the paper's GELU against ReLU (AirNet's act option)
+    python benchmarks/lean_step.py acts         # the paper's GELU against ReLU (AirNet's act option), in place
     python benchmarks/lean_step.py widths       # airbench group widths 16-32-64 .. 48-96-192, ReLU
 """
 
@@ -24,10 +24,13 @@ from cnnzoo.runtime import autocast
 
 
 def make_step(batch: int = 256, dtype=torch.bfloat16, channels_last: bool = True, tanh: bool = False,
-              compile: bool = False, name: str = "airbench_cpu", **kwargs):
+              compile: bool = False, name: str = "airbench_cpu", inplace: bool = False, **kwargs):
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = create_model(name, num_classes=10, in_chans=1, **kwargs).to(memory_format=fmt)
+    for m in model.modules():
+        if inplace and isinstance(m, nn.ReLU):
+            m.inplace = True
     if tanh:
         for m in model.modules():
             if isinstance(m, nn.GELU):
@@ -56,9 +59,10 @@ def main() -> None:
     a = ap.parse_args()
     if a.what == "compile":
         specs = {"eager": {}, "gelu_tanh": dict(tanh=True), "compiled": dict(compile=True),
-                 "compiled_tanh": dict(compile=True, tanh=True)}
+                 "compiled_tanh": dict(compile=True, tanh=True), "relu": dict(act="relu"),
+                 "compiled_relu": dict(compile=True, act="relu")}
     elif a.what == "acts":
-        specs = {"gelu": {}, "relu": dict(act="relu")}
+        specs = {"gelu": {}, "relu": dict(act="relu"), "relu_inplace": dict(act="relu", inplace=True)}
     elif a.what == "widths":
         specs = {w: dict(widths=tuple(int(c) for c in w.split("-")), act="relu")
                  for w in a.widths}
