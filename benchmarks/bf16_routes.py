@@ -70,7 +70,8 @@ def main() -> None:
     print("| variant | img/s median (min - max) | / as-is |")
     print("|---|---:|---:|")
     for k, v in rates.items():
-        print(f"| {k} | {statistics.median(v):.1f} ({min(v):.1f} - {max(v):.1f}) | {statistics.median(v) / base:.2f}x |")
+        med = statistics.median(v)
+        print(f"| {k} | {med:.1f} ({min(v):.1f} - {max(v):.1f}) | {med / base:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -6,4 +6,5 @@ from .norm import NORM_LAYERS
 from .se import SqueezeExcite
 from .shuffle import ChannelShuffle
 
-__all__ = ["NORM_LAYERS", "ChannelShuffle", "ConvBnAct", "DepthwiseSeparableConv", "DropPath", "SqueezeExcite", "make_divisible"]
+__all__ = ["NORM_LAYERS", "ChannelShuffle", "ConvBnAct", "DepthwiseSeparableConv", "DropPath", "SqueezeExcite",
+           "make_divisible"]

@@ -39,7 +39,6 @@ __all__ = ["param_groups", "build_optimizer", "lr_factor", "set_lr", "SAM", "bn_
            "PlateauStep", "plateau_steps", "plateau_factor"]
 
 
-
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False,
                  lr_scale: dict | None = None, norm_bias_lr_scale: float = 1.0) -> List[dict]:
     """Parameter groups with no weight decay on biases and normalisation weights (1-D tensors).
