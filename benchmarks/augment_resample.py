@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
+from _alternate import alternate
 from cnnzoo.data.augment import AugmentConfig, BatchAugment, resample_boxes
 
 
@@ -46,13 +46,8 @@ def main() -> None:
                 "cnnzoo matrices": lambda: resample_boxes(x, boxes, size)}
     for f in variants.values():
         f()
-    ms = {k: [] for k in variants}
-    for r in range(a.repeats):
-        for k in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
-            t0 = time.perf_counter()
-            for _ in range(a.steps):
-                variants[k]()
-            ms[k].append((time.perf_counter() - t0) / a.steps * 1000)
+    runs = {k: (lambda f=f: [f() for _ in range(a.steps)]) for k, f in variants.items()}
+    ms = {k: [t / a.steps * 1000 for t in ts] for k, ts in alternate(runs, a.repeats).items()}
     print(f"batch {a.batch} x {a.channels} x {a.side} x {a.side} -> {a.out} x {a.out}, {torch.get_num_threads()} threads")
     for k, v in ms.items():
         print(f"{k:16s} {statistics.median(v):7.2f} ms/batch  (min {min(v):.2f}, max {max(v):.2f})")

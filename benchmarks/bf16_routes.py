@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 import torchvision
+
+from _alternate import alternate
 
 
 def make_step(model_name: str, batch: int, size: int, channels_last: bool, autocast: bool, precision: str):
@@ -57,13 +58,8 @@ def main() -> None:
     for step in steps.values():
         for _ in range(3):
             step()
-    rates = {k: [] for k in steps}
-    for r in range(a.repeats):
-        for k in (list(steps) if r % 2 == 0 else list(steps)[::-1]):
-            t0 = time.perf_counter()
-            for _ in range(a.steps):
-                steps[k]()
-            rates[k].append(a.batch * a.steps / (time.perf_counter() - t0))
+    runs = {k: (lambda step=step: [step() for _ in range(a.steps)]) for k, step in steps.items()}
+    rates = {k: [a.batch * a.steps / t for t in ts] for k, ts in alternate(runs, a.repeats).items()}
     torch.backends.mkldnn.conv.fp32_precision = torch.backends.mkldnn.matmul.fp32_precision = "ieee"
     base = statistics.median(rates["fp32, NCHW (torchvision as-is)"])
     print(f"{a.model}, batch {a.batch}, 3x{a.size}x{a.size}, threads {torch.get_num_threads()}")
