@@ -7,6 +7,7 @@ every other round), median and min - max of ``--repeats`` runs. Time it on a qui
     python benchmarks/lean_step.py formats      # bf16/fp32, channels_last/NCHW, batch 128/256/512
     python benchmarks/lean_step.py acts         # the paper's GELU against ReLU (AirNet's act option), in place
     python benchmarks/lean_step.py widths       # airbench group widths 16-32-64 .. 48-96-192, ReLU
+    python benchmarks/lean_step.py sizes        # ReLU steps on 28, 24, 20 and 16 px batches (progressive resizing)
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from cnnzoo.runtime import autocast
 
 
 def make_step(batch: int = 256, dtype=torch.bfloat16, channels_last: bool = True, tanh: bool = False,
-              compile: bool = False, name: str = "airbench_cpu", inplace: bool = False, **kwargs):
+              compile: bool = False, name: str = "airbench_cpu", inplace: bool = False, side: int = 28,
+              **kwargs):
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = create_model(name, num_classes=10, in_chans=1, **kwargs).to(memory_format=fmt)
@@ -37,7 +39,7 @@ def make_step(batch: int = 256, dtype=torch.bfloat16, channels_last: bool = True
         for m in model.modules():
             if isinstance(m, nn.GELU):
                 m.approximate = "tanh"
-    x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=fmt)
+    x = torch.randn(batch, 1, side, side).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     fn = torch.compile(model) if compile else model
@@ -54,7 +56,7 @@ def make_step(batch: int = 256, dtype=torch.bfloat16, channels_last: bool = True
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["compile", "formats", "acts", "widths"])
+    ap.add_argument("what", choices=["compile", "formats", "acts", "widths", "sizes"])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--widths", nargs="+", default=["16-32-64", "24-48-96", "32-64-128", "48-96-192"],
                     help="the group widths 'widths' compares (ReLU)")
@@ -68,6 +70,8 @@ def main() -> None:
     elif a.what == "widths":
         specs = {w: dict(widths=tuple(int(c) for c in w.split("-")), act="relu")
                  for w in a.widths}
+    elif a.what == "sizes":
+        specs = {f"{side} px": dict(side=side, act="relu") for side in (28, 24, 20, 16)}
     else:
         specs = {"bf16 CL 256": {}, "fp32 CL 256": dict(dtype=None), "bf16 NCHW 256": dict(channels_last=False),
                  "bf16 CL 512": dict(batch=512), "bf16 CL 128": dict(batch=128)}

@@ -118,6 +118,13 @@ class TrainConfig:
     # training (airbench: {"stem.0.bias": 3}). --set train.freeze_after.stem.0.bias=3 sets one entry;
     # --set 'train.freeze_after={"stem.0.bias": 3}' the whole mapping.
     freeze_after: Dict[str, int] = field(default_factory=dict)
+    # Progressive resizing (cnnzoo.train.progressive): training batches at progressive_scale x the image side for
+    # the first progressive_delay of the steps, growing linearly to full size by the last progressive_finetune of
+    # them, sides rounded to multiples of progressive_increment. Validation and test stay at full size. 1.0: off.
+    progressive_scale: float = 1.0
+    progressive_delay: float = 0.5
+    progressive_finetune: float = 0.2
+    progressive_increment: int = 4
     precision: str = "auto"  # one of cnnzoo.choices.PRECISIONS (fp16: CUDA only, with a gradient scaler)
     channels_last: bool = True
     grad_clip: Optional[float] = None  # max global gradient norm
@@ -367,6 +374,17 @@ def validate(cfg: Config) -> Config:
          f"train.lookahead_decay must be in [0, 1], got {cfg.train.lookahead_decay}")
     need(cfg.train.bn_momentum is None or 0 <= cfg.train.bn_momentum <= 1,
          f"train.bn_momentum is PyTorch's BatchNorm momentum, in [0, 1] (or null), got {cfg.train.bn_momentum}")
+    need(0 < cfg.train.progressive_scale <= 1,
+         f"train.progressive_scale is the starting side's fraction of the full one, in (0, 1] (1: off), got "
+         f"{cfg.train.progressive_scale}")
+    for key in ("progressive_delay", "progressive_finetune"):
+        need(0 <= getattr(cfg.train, key) <= 1, f"train.{key} is a fraction of the steps, in [0, 1], got "
+             f"{getattr(cfg.train, key)}")
+    need(cfg.train.progressive_delay + cfg.train.progressive_finetune <= 1,
+         f"train.progressive_delay + train.progressive_finetune is at most the whole run (1), got "
+         f"{cfg.train.progressive_delay} + {cfg.train.progressive_finetune}")
+    need(cfg.train.progressive_increment >= 1,
+         f"train.progressive_increment is a number of pixels, at least 1, got {cfg.train.progressive_increment}")
     for pattern, epochs in cfg.train.freeze_after.items():  # a mapping's values are not type-checked when set
         need(isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0,
              f"train.freeze_after maps a parameter wildcard to a number of epochs (an integer >= 0); "

@@ -42,6 +42,7 @@ from .freeze import (format_table, freeze, freeze_after, freeze_bn, freeze_bn_sc
 from .losses import classification_loss, target_classes
 from .optim import (SAM, Lookahead, bn_stats_frozen, build_optimizer, lr_factor, param_groups, plateau_factor,
                     plateau_steps, set_lr)
+from .progressive import ProgressiveResize
 
 __all__ = ["fit", "prepare_run_dir", "TrainingDiverged", "Interrupted", "Splits", "Loaders", "load_splits",
            "build_model", "build_loaders", "data_init_images", "build_optimizer_and_ema"]
@@ -276,6 +277,7 @@ class Trainer:
     """Holds one run. Use :func:`fit`."""
 
     lookahead: Optional[Lookahead] = None  # train.lookahead (setup); a step made without setup has none
+    resizer: Optional[ProgressiveResize] = None  # train.progressive_scale < 1 (setup)
 
     def __init__(self, cfg: Config, run_dir: RunDir, resume: bool = False,
                  log: Callable[[str], None] = print) -> None:
@@ -345,6 +347,12 @@ class Trainer:
         self.optimizer, self.scaler, self.ema = build_optimizer_and_ema(cfg, model, lr_scale, self.amp_dtype)
         self.lookahead = (Lookahead(model, cfg.train.lookahead_every, cfg.train.lookahead_decay,
                                     self.steps_per_epoch * cfg.train.epochs) if cfg.train.lookahead else None)
+        if cfg.train.progressive_scale < 1:
+            self.resizer = ProgressiveResize(self.image_size, self.steps_per_epoch * cfg.train.epochs,
+                                             cfg.train.progressive_scale, cfg.train.progressive_delay,
+                                             cfg.train.progressive_finetune, cfg.train.progressive_increment,
+                                             int(getattr(model, "min_input_size", 1) or 1))
+            self.log(self.resizer.describe())
         # What the step calls: the model, wrapped for DDP and compiled as asked.
         self.step_model = torch.compile(ddp_model) if cfg.train.compile else ddp_model
 
@@ -590,6 +598,8 @@ class Trainer:
         for i, (x, y) in enumerate(loader, start=skip):
             lr = set_lr(self.optimizer, cfg.optim.lr,
                         lr_factor(self.step, self.steps_per_epoch, cfg.train.epochs, cfg.schedule, plateau))
+            if self.resizer is not None:
+                x = self.resizer(x, self.step)
             self.train_step(x, y)
             self.step += 1
             self.batch_in_epoch = i + 1
