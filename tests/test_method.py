@@ -287,6 +287,22 @@ def test_lookahead_leaves_frozen_parameters_alone():
     assert torch.equal(net[0].bias, frozen) and torch.allclose(net[0].weight, start + 0.1, atol=1e-6)
 
 
+def interrupt_at(monkeypatch, cfg: Config, n: int) -> None:
+    """Run ``cfg`` until a SIGINT after step ``n`` stops it; its latest checkpoint is that step's."""
+    step = Trainer.train_step
+
+    def stop_at(self, x, y):
+        step(self, x, y)
+        if self.step + 1 == n:
+            self._stop = signal.SIGINT
+
+    monkeypatch.setattr(Trainer, "train_step", stop_at)
+    with pytest.raises(Interrupted):
+        fit(cfg, log=lambda line: None)
+    monkeypatch.setattr(Trainer, "train_step", step)
+    assert RunDir(cfg.run.output).latest_checkpoint().name == f"step-{n:08d}"
+
+
 def test_an_interrupted_lookahead_run_resumes_bit_for_bit(method_run, tmp_path, monkeypatch):
     """Stopped inside epoch 2 (after the stem bias froze, between two lookahead updates), then resumed: the
     weights and the epochs' numbers are the uninterrupted run's."""
@@ -298,18 +314,7 @@ def test_an_interrupted_lookahead_run_resumes_bit_for_bit(method_run, tmp_path, 
         cfg.run.output = str(part)
         return cfg
 
-    step = Trainer.train_step
-
-    def stop_at_13(self, x, y):
-        step(self, x, y)
-        if self.step + 1 == 13:
-            self._stop = signal.SIGINT
-
-    monkeypatch.setattr(Trainer, "train_step", stop_at_13)
-    with pytest.raises(Interrupted):
-        fit(config(), log=lambda line: None)
-    monkeypatch.setattr(Trainer, "train_step", step)
-    assert RunDir(part).latest_checkpoint().name == "step-00000013"
+    interrupt_at(monkeypatch, config(), 13)
     fit(config(), resume=str(part), log=lambda line: None)
     a, b = weights(full), weights(part)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,8 +10,8 @@ from cnnzoo.errors import UserError
 from cnnzoo.io import RunDir
 from cnnzoo.train.config import Config, apply_overrides, load_config, validate
 from cnnzoo.train.progressive import ProgressiveResize
-from cnnzoo.train.trainer import Interrupted, Trainer, fit
-from test_method import weights
+from cnnzoo.train.trainer import Trainer, fit
+from test_method import interrupt_at, weights
 
 PROGRESSIVE = {"train.progressive_scale": 0.5, "train.progressive_delay": 0.25, "train.progressive_finetune": 0.25}
 
@@ -96,18 +94,7 @@ def test_an_interrupted_progressive_run_resumes_bit_for_bit(tmp_path, monkeypatc
     uninterrupted one."""
     full, part = tmp_path / "full", tmp_path / "part"
     fit(tiny(full), log=lambda line: None)
-    step = Trainer.train_step
-
-    def stop_at_14(self, x, y):
-        step(self, x, y)
-        if self.step + 1 == 14:
-            self._stop = signal.SIGINT
-
-    monkeypatch.setattr(Trainer, "train_step", stop_at_14)
-    with pytest.raises(Interrupted):
-        fit(tiny(part), log=lambda line: None)
-    monkeypatch.setattr(Trainer, "train_step", step)
-    assert RunDir(part).latest_checkpoint().name == "step-00000014"
+    interrupt_at(monkeypatch, tiny(part), 14)
     fit(tiny(part), resume=str(part), log=lambda line: None)
     a, b = weights(full), weights(part)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
