@@ -11,7 +11,8 @@ goes to ``$OUT/all.log``.
 import json, os, subprocess, sys, time, statistics
 D = os.path.abspath(".data/fashion-mnist"); R = "/tmp/runs"; os.makedirs(R, exist_ok=True)
 OUT = os.environ.get("OUT", "/tmp")
-BASE = ["-c", "configs/fast_fashion-mnist.yaml", "--model", "airbench94", "--batch-size", "1024", "--lr", "0.8"]
+BASE = ["-c", "configs/fast_fashion-mnist.yaml", "--model", "airbench94", "--batch-size", "1024", "--lr", "0.8",
+        "--set", "model.kwargs.act=gelu"]  # as run in 2026-11: the CPU recipe then had GELU
 def run(name, args, val=True, seed=0):
     out = f"{R}/{name}"
     cmd = [sys.executable, "-m", "cnnzoo", "train", "--data", "fashion-mnist", "--data-dir", D, "--device", "cuda",
