@@ -5,6 +5,7 @@ every other round), median and min - max of ``--repeats`` runs. Time it on a qui
 
     python benchmarks/lean_step.py compile      # eager, tanh GELU, compiled, compiled + tanh, ReLU eager/compiled
     python benchmarks/lean_step.py formats      # bf16/fp32, channels_last/NCHW, batch 128/256/512
+    python benchmarks/lean_step.py formats --model airbench_cpu_x2 --act relu   # the same for fast94's network
     python benchmarks/lean_step.py acts         # the paper's GELU against ReLU (AirNet's act option), in place
     python benchmarks/lean_step.py widths       # airbench group widths 16-32-64 .. 48-96-192, ReLU
     python benchmarks/lean_step.py sizes        # ReLU steps on 28, 24, 20 and 16 px batches (progressive resizing)
@@ -60,6 +61,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--widths", nargs="+", default=["16-32-64", "24-48-96", "32-64-128", "48-96-192"],
                     help="the group widths 'widths' compares (ReLU)")
+    ap.add_argument("--model", default="airbench_cpu", help="the network 'formats' times (an airbench name)")
+    ap.add_argument("--act", default=None, choices=["gelu", "relu"],
+                    help="the activation 'formats' uses (default: the model's own)")
     a = ap.parse_args()
     if a.what == "compile":
         specs = {"eager": {}, "gelu_tanh": dict(tanh=True), "compiled": dict(compile=True),
@@ -73,8 +77,11 @@ def main() -> None:
     elif a.what == "sizes":
         specs = {f"{side} px": dict(side=side, act="relu") for side in (28, 24, 20, 16)}
     else:
-        specs = {"bf16 CL 256": {}, "fp32 CL 256": dict(dtype=None), "bf16 NCHW 256": dict(channels_last=False),
-                 "bf16 CL 512": dict(batch=512), "bf16 CL 128": dict(batch=128)}
+        base = dict(name=a.model, **({"act": a.act} if a.act else {}))
+        specs = {k: {**base, **kw} for k, kw in {
+            "bf16 CL 256": {}, "fp32 CL 256": dict(dtype=None), "bf16 NCHW 256": dict(channels_last=False),
+            "bf16 CL 512": dict(batch=512), "bf16 CL 128": dict(batch=128), "fp32 CL 512": dict(dtype=None, batch=512),
+        }.items()}
     variants = {}
     for k, kw in specs.items():
         t0 = time.perf_counter()
