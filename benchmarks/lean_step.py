@@ -23,6 +23,7 @@ from torch import nn
 
 from _alternate import alternate
 from cnnzoo import create_model
+from cnnzoo.models.airbench import ACTIVATIONS
 from cnnzoo.runtime import autocast
 
 
@@ -62,7 +63,7 @@ def main() -> None:
     ap.add_argument("--widths", nargs="+", default=["16-32-64", "24-48-96", "32-64-128", "48-96-192"],
                     help="the group widths 'widths' compares (ReLU)")
     ap.add_argument("--model", default="airbench_cpu", help="the network 'formats' times (an airbench name)")
-    ap.add_argument("--act", default=None, choices=["gelu", "relu"],
+    ap.add_argument("--act", default=None, choices=sorted(ACTIVATIONS),
                     help="the activation 'formats' uses (default: the model's own)")
     a = ap.parse_args()
     if a.what == "compile":
