@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import cnnzoo
 from cnnzoo import AuxOutputs, count_params, create_model, list_models, model_info
@@ -331,6 +332,17 @@ def test_unknown_model_suggests_closest():
         create_model("resnet5")
     with pytest.raises(ValueError, match="unknown model"):
         model_info("vgg17")
+
+
+def test_min_input_side_reads_the_model_or_says_one():
+    """Every caller's one reading of ``min_input_size``: the model's own, 1 where a module declares none or None."""
+    from cnnzoo.builder import min_input_side
+
+    assert min_input_side(create_model("airbench_cpu", in_chans=1)) == 9
+    assert min_input_side(nn.Conv2d(1, 1, 3)) == 1
+    plain = nn.Identity()
+    plain.min_input_size = None
+    assert min_input_side(plain) == 1
 
 
 def test_unknown_kwarg_is_a_clear_error():

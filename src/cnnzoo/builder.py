@@ -26,7 +26,7 @@ from .layers.norm import NORM_LAYERS
 from .registry import Paper, SmallInput, closest_models, get_entry, is_model
 
 __all__ = ["ModelInfo", "InputPlan", "create_model", "model_info", "count_params", "plan_input", "load_model",
-           "read_meta", "build_on_meta", "initialize", "check_init", "warm_start", "WarmStart"]
+           "read_meta", "build_on_meta", "initialize", "check_init", "warm_start", "WarmStart", "min_input_side"]
 
 
 @dataclass(frozen=True)
@@ -281,6 +281,12 @@ def initialize(model: nn.Module, init: str) -> nn.Module:
     return model
 
 
+def min_input_side(model: nn.Module) -> int:
+    """The smallest H and W ``model`` computes on: its ``min_input_size``, 1 for a module that declares none
+    (a torchvision or hand-built network)."""
+    return int(getattr(model, "min_input_size", 1) or 1)
+
+
 def _build_on_meta_device(name: str, **kwargs: Any) -> nn.Module:
     with torch.device("meta"):
         return create_model(name, **kwargs)
@@ -296,7 +302,7 @@ def model_info(name: str) -> ModelInfo:
             family=e.family,
             paper=e.paper,
             input_size=e.input_size,
-            min_input_size=int(m.min_input_size),
+            min_input_size=min_input_side(m),
             small_input=e.small_input,
             torchvision=e.torchvision,
             aux_logits=bool(getattr(m, "aux_logits", False)),
@@ -370,7 +376,7 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
               and si.is_small(data_size, info.input_size[-1])):
             kwargs.update({k: not v if isinstance(v, bool) else v for k, v in si.kwargs.items()})
             m = _build_on_meta_device(name, num_classes=10, in_chans=chans, **kwargs)
-            image_size = max(min(info.input_size[-1], 4 * data_size), int(m.min_input_size))
+            image_size = max(min(info.input_size[-1], 4 * data_size), min_input_side(m))
             source = "planned for the pretrained weights"
             notes.append(f"pretrained weights of {name}'s own configuration: keeping it (no {si.args_text()}) and "
                          f"resizing {data_size}px images to {image_size}px (data.image_size sets another size)")
@@ -391,7 +397,7 @@ def plan_input(name: str, data_size: int, kwargs: Optional[Dict[str, Any]] = Non
     size = image_size or data_size
     if m is None:
         m = _build_on_meta_device(name, num_classes=10, in_chans=chans, **kwargs)
-    min_size = int(m.min_input_size)
+    min_size = min_input_side(m)
     if image_size is not None:
         m.check_input(torch.empty(1, chans, size, size, device="meta"))
     if size < min_size:

@@ -25,6 +25,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from .builder import min_input_side
 from .errors import UserError
 from .io import atomic_write
 from .fuse import fold_batchnorm_report
@@ -63,7 +64,7 @@ def _check_shape(model: nn.Module, shape: Sequence[int]) -> Tuple[int, int, int,
     label = getattr(model, "model_name", "") or type(model).__name__
     if chans is not None and dims[1] != chans:
         raise UserError(f"{label} takes {chans}-channel input, but input_shape has {dims[1]} channels")
-    least = int(getattr(model, "min_input_size", 1) or 1)
+    least = min_input_side(model)
     if min(dims[2:]) < least:
         raise UserError(f"{label} needs inputs of at least {least}x{least}, got {dims[2]}x{dims[3]}")
     return dims  # type: ignore[return-value]

@@ -151,7 +151,9 @@ def _probe_input(model: nn.Module) -> Optional[torch.Tensor]:
     chans = getattr(model, "in_chans", None)
     if not chans:
         return None
-    size = max(int(getattr(model, "min_input_size", 1) or 1), 32)
+    from .builder import min_input_side
+
+    size = max(min_input_side(model), 32)
     name = getattr(model, "model_name", "")
     if name:
         from .builder import model_info

@@ -26,7 +26,7 @@ import torch
 import yaml
 from torch import nn
 
-from ..builder import InputPlan, create_model, plan_input, warm_start
+from ..builder import InputPlan, create_model, min_input_side, plan_input, warm_start
 from ..data import Dataset, Loader, load_dataset, make_loader, split_validation, take_per_class
 from ..data.base import ImageData, Split
 from ..errors import UserError
@@ -351,7 +351,7 @@ class Trainer:
             self.resizer = ProgressiveResize(self.image_size, self.steps_per_epoch * cfg.train.epochs,
                                              cfg.train.progressive_scale, cfg.train.progressive_delay,
                                              cfg.train.progressive_finetune, cfg.train.progressive_increment,
-                                             int(getattr(model, "min_input_size", 1) or 1))
+                                             min_input_side(model))
             self.log(self.resizer.describe())
         # What the step calls: the model, wrapped for DDP and compiled as asked.
         self.step_model = torch.compile(ddp_model) if cfg.train.compile else ddp_model
