@@ -9,6 +9,8 @@ every other round), median and min - max of ``--repeats`` runs. Time it on a qui
     python benchmarks/lean_step.py acts         # the paper's GELU against ReLU (AirNet's act option), in place
     python benchmarks/lean_step.py widths       # airbench group widths 16-32-64 .. 48-96-192, ReLU
     python benchmarks/lean_step.py sizes        # ReLU steps on 28, 24, 20 and 16 px batches (progressive resizing)
+    python benchmarks/lean_step.py pools        # a group's max-pool -> BN -> ReLU, forward + backward: PyTorch's
+                                                # pool, a hand-written 2x2 pool, amax over a view, the chain compiled
 """
 
 from __future__ import annotations
@@ -56,9 +58,82 @@ def make_step(batch: int = 256, dtype=torch.bfloat16, channels_last: bool = True
     return step, batch
 
 
+class _MaxPool2x2(torch.autograd.Function):
+    """2x2 / stride-2 max-pool as the max of four strided views; backward routes each gradient to the first
+    maximum in (0,0), (0,1), (1,0), (1,1) order, as PyTorch's kernel breaks ties, without an index tensor."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ho, wo = x.shape[2] // 2, x.shape[3] // 2
+        v = [x[:, :, i:2 * ho:2, j:2 * wo:2] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1))]
+        out = torch.maximum(torch.maximum(v[0], v[1]), torch.maximum(v[2], v[3]))
+        ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        ho, wo = out.shape[2:]
+        gi = torch.zeros_like(x) if x.shape[2] % 2 or x.shape[3] % 2 else torch.empty_like(x)
+        taken = None
+        for k, (i, j) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            if k == 3:
+                m = ~taken
+            else:
+                m = x[:, :, i:2 * ho:2, j:2 * wo:2] == out
+                m, taken = (m, m) if taken is None else (m & ~taken, taken | (m & ~taken))
+            gi[:, :, i:2 * ho:2, j:2 * wo:2] = g * m
+        return gi
+
+
+def _amax_pool(x):
+    ho, wo = x.shape[2] // 2, x.shape[3] // 2
+    return x[:, :, :2 * ho, :2 * wo].unflatten(3, (wo, 2)).unflatten(2, (ho, 2)).amax((3, 5))
+
+
+class _Lambda(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def pools(repeats: int) -> None:
+    """Each airbench_cpu group's pool -> BN -> ReLU on its bf16 channels_last conv output (batch 256), forward +
+    backward, 20 passes a run; ms a pass."""
+    for chs, side in ((16, 27), (32, 13), (64, 6)):
+        x = torch.randn(256, chs, side, side).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+
+        def chain(pool):
+            return nn.Sequential(pool, nn.BatchNorm2d(chs), nn.ReLU()).to(memory_format=torch.channels_last)
+
+        mods = {"pytorch pool": chain(nn.MaxPool2d(2)), "hand 2x2 pool": chain(_Lambda(_MaxPool2x2.apply)),
+                "amax pool": chain(_Lambda(_amax_pool)), "compiled chain": torch.compile(chain(nn.MaxPool2d(2)))}
+        with torch.no_grad(), autocast(torch.device("cpu"), torch.bfloat16):
+            g = torch.randn_like(mods["pytorch pool"](x))
+
+        def run(m, n=20):
+            for _ in range(n):
+                with autocast(torch.device("cpu"), torch.bfloat16):
+                    y = m(x.detach().requires_grad_())
+                y.backward(g)
+
+        for k, m in mods.items():
+            t0 = time.perf_counter()
+            run(m, 3)
+            print(f"{chs} x {side}^2 {k}: warmed up in {time.perf_counter() - t0:.1f} s")
+        times = alternate({k: (lambda m=m: run(m)) for k, m in mods.items()}, repeats)
+        for k, ts in times.items():
+            ms = [t / 20 * 1e3 for t in ts]
+            print(f"{chs:3d} x {side:2d}^2  {k:15s} median {statistics.median(ms):6.3f} ms  "
+                  f"(min {min(ms):.3f}, max {max(ms):.3f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["compile", "formats", "acts", "widths", "sizes"])
+    ap.add_argument("what", choices=["compile", "formats", "acts", "widths", "sizes", "pools"])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--widths", nargs="+", default=["16-32-64", "24-48-96", "32-64-128", "48-96-192"],
                     help="the group widths 'widths' compares (ReLU)")
@@ -66,6 +141,8 @@ def main() -> None:
     ap.add_argument("--act", default=None, choices=sorted(ACTIVATIONS),
                     help="the activation 'formats' uses (default: the model's own)")
     a = ap.parse_args()
+    if a.what == "pools":
+        return pools(a.repeats)
     if a.what == "compile":
         specs = {"eager": {}, "gelu_tanh": dict(tanh=True), "compiled": dict(compile=True),
                  "compiled_tanh": dict(compile=True, tanh=True), "relu": dict(act="relu"),

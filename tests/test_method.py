@@ -427,3 +427,24 @@ def test_optimisers_use_the_fused_update_and_match_the_loop(name):
     for a, b in zip(fused, loop):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert fused_kwargs([torch.zeros(2), torch.zeros(2, dtype=torch.long)]) == {}  # an integer tensor: the loop
+
+
+def test_lean_step_hand_pool_is_pytorchs_pool(monkeypatch):
+    """benchmarks/lean_step.py pools times a hand-written 2x2 max-pool against PyTorch's: it must be the same
+    function (outputs and gradients, ties broken to the first maximum, odd sides cropped) for the timing to mean
+    anything."""
+    import torch.nn.functional as F
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from lean_step import _amax_pool, _MaxPool2x2
+
+    x = torch.randn(3, 8, 27, 27).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    x[0, 0, 0, 0] = x[0, 0, 0, 1] = x[1, 2, 3, 4] = x[1, 2, 3, 5] = x[1, 2, 2, 5] = 9  # ties
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = F.max_pool2d(a, 2), _MaxPool2x2.apply(b)
+    g = torch.randn_like(ya)
+    ya.backward(g)
+    yb.backward(g)
+    assert torch.equal(ya, yb) and torch.equal(a.grad, b.grad)
+    assert torch.equal(_amax_pool(x), ya.detach())
