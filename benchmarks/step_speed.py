@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                     help="our precision; the 'same settings' baseline gets it too (default auto: the trainer's)")
     ap.add_argument("--no-channels-last", action="store_true", help="run ours (and 'same settings') in NCHW")
+    ap.add_argument("--no-matmul-conv", action="store_true",
+                    help="ours (and 'same settings') without small convolutions as matrix products")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
@@ -52,7 +54,8 @@ def main() -> None:
         results.append(benchmark(name, batch=a.batch, input_size=(c, h, w), device=a.device, precision=a.precision,
                                  channels_last=not a.no_channels_last, vs="torchvision", repeats=a.repeats,
                                  steps=a.steps, warmup=a.warmup, num_classes=a.num_classes,
-                                 modes=("train",) if a.train_only else ("infer", "train")))
+                                 modes=("train",) if a.train_only else ("infer", "train"),
+                                 matmul_conv=not a.no_matmul_conv))
     print(format_results(results, "markdown"))
     print()
     print("| model | train: ours / torchvision as-is | train: ours / torchvision same settings |")

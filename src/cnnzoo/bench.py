@@ -63,7 +63,7 @@ from .choices import BENCH_PRECISIONS
 from .errors import UserError
 from .io import Progress
 from .registry import list_models
-from .runtime import autocast, precision_name, resolve_device, resolve_precision
+from .runtime import autocast, precision_name, resolve_device, resolve_precision, use_matmul_convs
 from .train.losses import classification_loss
 from .train.optim import fused_kwargs
 
@@ -93,6 +93,7 @@ class Settings:
     amp_dtype: Optional[torch.dtype] = None
     fold_bn: bool = False
     fused_sgd: bool = False  # the training step's SGD update fused (train.optim.fused_kwargs), as the trainer's
+    matmul_conv: bool = False  # small-output convolutions as matrix products (runtime.use_matmul_convs), as the trainer's
 
     def for_mode(self, mode: str) -> "Settings":
         # Folding is an inference transform: a training step runs the BatchNorms either way; no optimiser in inference.
@@ -108,6 +109,8 @@ class Settings:
             parts.append("BN folded (inference)")
         if self.fused_sgd:
             parts.append("fused SGD")
+        if self.matmul_conv:
+            parts.append("small convs as matmul")
         return ", ".join(parts)
 
 
@@ -225,6 +228,8 @@ class _Run:
             model.train()
         fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
         self.model = model.to(memory_format=fmt)
+        if settings.matmul_conv:
+            use_matmul_convs(self.model)
         self.x = x.to(device).contiguous(memory_format=fmt)
         self.y = y.to(device)
         self.opt = None
@@ -332,7 +337,7 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
               vs: Optional[str] = None, repeats: int = 5, steps: int = 10, warmup: int = 3,
               num_classes: int = 1000, modes: Tuple[str, ...] = MODES, seed: int = 0,
               log: Optional[Callable[[str], None]] = None, progress: str = "none",
-              peak_gflops: Optional[float] = None) -> Dict[str, Any]:
+              peak_gflops: Optional[float] = None, matmul_conv: bool = True) -> Dict[str, Any]:
     """Measure model ``name``; with ``vs="torchvision"`` also torchvision's twin, as-is and with our settings.
 
     Args:
@@ -355,6 +360,8 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
         progress: a bar over the timed runs (:data:`cnnzoo.choices.PROGRESS`; ``none``, the default, for library
             callers; ``auto`` draws it only on a terminal, on stderr). With a bar the per-round messages are left
             out of ``log``: the bar counts the rounds.
+        matmul_conv: on the CPU, run our model's (and "same settings"') convolutions with few output positions as
+            matrix products (:func:`cnnzoo.runtime.use_matmul_convs`, the trainer's ``train.matmul_conv``).
         peak_gflops: the device's peak for the shares (``*_peak_share``); ``None`` measures it
             (:func:`gemm_peak`) in each variant's precision.
 
@@ -418,7 +425,7 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
     if amp == torch.bfloat16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError(f"{torch.cuda.get_device_name(dev)} has no bf16; use --precision fp32")
     ours = Settings(channels_last=channels_last, amp_dtype=amp, fold_bn=fold_bn and "infer" in modes,
-                    fused_sgd="train" in modes)
+                    fused_sgd="train" in modes, matmul_conv=matmul_conv and dev.type == "cpu")
     if ours.fold_bn and _fold_fn() is None:
         ours = replace(ours, fold_bn=False)
         notes.append("BatchNorm folding skipped: cnnzoo.fuse is not available")

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .choices import PRECISIONS
 from .errors import UserError
 
 __all__ = ["PRECISIONS", "resolve_device", "resolve_precision", "precision_name", "autocast", "cpu_has_native_bf16",
-           "has_depthwise_conv"]
-
+           "has_depthwise_conv", "MATMUL_CONV_MAX_HW", "MatmulConv2d", "use_matmul_convs"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,3 +87,84 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# The CPU's convolutions with few output positions as one matrix product. oneDNN's convolution kernels block
+# over the spatial positions and lose most of their speed when a feature map has only a handful: on the 2-core
+# Xeon (AMX), a 512 -> 512 3x3 convolution on 64 x 2 x 2 maps takes 24.5 ms forward + backward in bf16 and 37 ms
+# in fp32, as patches @ weight 3.8 and 11.5 ms (benchmarks/small_conv.py, benchmarks/RESULTS.md). The matrix
+# product wins up to these output sizes (H_out x W_out) per compute dtype and loses beyond them.
+MATMUL_CONV_MAX_HW = {torch.bfloat16: 16, torch.float32: 4}
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    if x.dtype == torch.float32 and torch.is_autocast_enabled("cpu"):
+        return torch.get_autocast_dtype("cpu")
+    return x.dtype
+
+
+def conv2d_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                     stride: tuple, padding: tuple) -> torch.Tensor:
+    """``F.conv2d`` (groups 1, dilation 1, zero padding) as one matrix product of the input's patches.
+
+    The patches are gathered in (kernel row, kernel column, channel) order from the NHWC view, which a
+    channels_last input already is and a channels_last weight matches, so neither needs a transpose; the
+    result is channels_last (an NCHW input gets an NCHW result). Under CPU autocast the product runs in the
+    autocast dtype, as the convolution would.
+    """
+    dtype = _compute_dtype(x)
+    x, weight = x.to(dtype), weight.to(dtype)
+    n, c, h, w = x.shape
+    co, _, kh, kw = weight.shape
+    (sh, sw), (ph, pw) = stride, padding
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    xh = x.permute(0, 2, 3, 1)
+    if ph or pw:
+        xh = F.pad(xh, (0, 0, pw, pw, ph, ph))
+    views = [xh[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] for i in range(kh) for j in range(kw)]
+    cols = (views[0] if len(views) == 1 else torch.cat(views, dim=3)).reshape(n * ho * wo, kh * kw * c)
+    wm = weight.permute(0, 2, 3, 1).reshape(co, kh * kw * c)
+    out = cols @ wm.t() if bias is None else torch.addmm(bias.to(dtype), cols, wm.t())
+    out = out.view(n, ho, wo, co).permute(0, 3, 1, 2)
+    if x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous()
+    return out
+
+
+class MatmulConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` that computes on the CPU as :func:`conv2d_as_matmul` when its output has at most
+    :data:`MATMUL_CONV_MAX_HW` positions for the compute dtype, and as ``nn.Conv2d`` otherwise.
+
+    Same parameters, state dict and printed name as ``nn.Conv2d`` (``isinstance`` holds); made by
+    :func:`use_matmul_convs`, never built directly by a model.
+    """
+
+    def _get_name(self) -> str:
+        return "Conv2d"
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        if input.device.type == "cpu" and input.dim() == 4:
+            (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+            ho = (input.shape[2] + 2 * ph - kh) // sh + 1
+            wo = (input.shape[3] + 2 * pw - kw) // sw + 1
+            if ho * wo <= MATMUL_CONV_MAX_HW.get(_compute_dtype(input), 0):
+                return conv2d_as_matmul(input, weight, bias, self.stride, self.padding)
+        return super()._conv_forward(input, weight, bias)
+
+
+def _matmul_eligible(m: nn.Module) -> bool:
+    return (type(m) is nn.Conv2d and m.groups == 1 and m.dilation == (1, 1) and m.padding_mode == "zeros"
+            and not isinstance(m.padding, str))
+
+
+def use_matmul_convs(model: nn.Module) -> int:
+    """Turn ``model``'s plain convolutions (groups 1, dilation 1, zero padding) into :class:`MatmulConv2d`, in
+    place; returns how many. The CPU policy the trainer (``train.matmul_conv``) and the benchmark apply; on other
+    devices the modules behave as ``nn.Conv2d``. Weights, state dict and outputs stay the same (to rounding).
+    """
+    count = 0
+    for m in model.modules():
+        if _matmul_eligible(m):
+            m.__class__ = MatmulConv2d
+            count += 1
+    return count

@@ -28,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="autocast dtype of our model (auto: what the trainer picks; default)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                    help="run our model in channels_last memory format (default: yes)")
+    p.add_argument("--matmul-conv", action=argparse.BooleanOptionalAction, default=True,
+                   help="CPU: convolutions with few output positions as one matrix product, as the trainer runs "
+                        "them (train.matmul_conv; default: yes)")
     p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True,
                    help="fold BatchNorm into the convolutions for inference (default: yes, where cnnzoo.fuse exists)")
     p.add_argument("--vs", choices=["torchvision"],
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                              precision=args.precision, channels_last=args.channels_last, fold_bn=args.fold_bn,
                              vs=args.vs, repeats=args.repeats, steps=args.steps, warmup=args.warmup,
                              num_classes=args.num_classes, modes=modes, seed=args.seed, log=log,
-                             progress=args.progress, peak_gflops=args.peak_gflops)
+                             progress=args.progress, peak_gflops=args.peak_gflops, matmul_conv=args.matmul_conv)
                    for name in args.models]
     finally:  # in-process callers (tests, scripts) keep their own setting
         torch.set_num_threads(threads)

@@ -127,6 +127,9 @@ class TrainConfig:
     progressive_increment: int = 4
     precision: str = "auto"  # one of cnnzoo.choices.PRECISIONS (fp16: CUDA only, with a gradient scaler)
     channels_last: bool = True
+    # CPU: convolutions with at most a few output positions (runtime.MATMUL_CONV_MAX_HW) as one matrix product of
+    # their patches (runtime.use_matmul_convs), where oneDNN's convolutions are slow; the weights are unchanged.
+    matmul_conv: bool = True
     grad_clip: Optional[float] = None  # max global gradient norm
     compile: bool = False  # torch.compile the model
     cudnn_benchmark: bool = True  # CUDA: time cuDNN's algorithms for each new shape (slower first steps)

@@ -33,7 +33,7 @@ from ..errors import UserError
 from ..hub import IMAGENET_MEAN, IMAGENET_STD, weights_preprocessing
 from ..io import (Progress, RunDir, is_weights_spec, load_weights, read_weights_meta, save_weights, storage_error,
                   write_text)
-from ..runtime import autocast, precision_name, resolve_device, resolve_precision
+from ..runtime import autocast, precision_name, resolve_device, resolve_precision, use_matmul_convs
 from . import distributed as dist
 from .config import Config, config_to_dict, load_config, resume_conflicts
 from .evaluate import evaluate
@@ -323,6 +323,8 @@ class Trainer:
         model = model.to(self.device)
         if cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if cfg.train.matmul_conv and self.device.type == "cpu":
+            use_matmul_convs(model)
         self.model = model
         self.model_name = cfg.model.name
 
