@@ -27,13 +27,10 @@ SHAPES = [
 ]
 
 
-def _ms(fn, repeats: int) -> float:
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e3
+def _ms(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
 
 
 def main() -> None:
@@ -65,7 +62,7 @@ def main() -> None:
             times = {key: [] for key in step}
             for r in range(a.repeats):  # alternated, so drift hits both alike
                 for key in (list(step) if r % 2 == 0 else list(step)[::-1]):
-                    times[key].append(_ms(step[key], 1))
+                    times[key].append(_ms(step[key]))
             conv_ms, mm_ms = statistics.median(times["conv2d"]), statistics.median(times["matmul"])
             print(f"| {name} | {n}x{c}x{side}x{side} | {co} | {k}x{k}, {s} | {out.shape[2] * out.shape[3]} | "
                   f"{conv_ms:.2f} | {mm_ms:.2f} | {conv_ms / mm_ms:.2f}x |")
