@@ -130,3 +130,18 @@ def test_benchmark_applies_the_policy_where_asked():
     assert any(isinstance(m, MatmulConv2d) for m in on.model.modules())
     assert not any(isinstance(m, MatmulConv2d) for m in off.model.modules())
     assert "small convs as matmul" in Settings(matmul_conv=True).describe()
+
+
+def test_thresholds_follow_the_cpu(monkeypatch):
+    # measured per CPU (benchmarks/RESULTS.md): bf16 products on AMX win up to 4 x 4 maps, on AVX512-BF16 alone
+    # only at 2 x 2; fp32 at 2 x 2 on both
+    want = runtime.MATMUL_CONV_MAX_HW_BY_CPU["amx" if runtime.cpu_has_amx() else "no_amx"]
+    assert MATMUL_CONV_MAX_HW == want
+    assert runtime.MATMUL_CONV_MAX_HW_BY_CPU["amx"][torch.bfloat16] == 16
+    assert runtime.MATMUL_CONV_MAX_HW_BY_CPU["no_amx"] == {torch.bfloat16: 4, torch.float32: 4}
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: "flags : fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert runtime.cpu_has_amx() and runtime.cpu_has_native_bf16()
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: "flags : fpu avx512f avx512_bf16\n")
+    assert not runtime.cpu_has_amx() and runtime.cpu_has_native_bf16()
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: "")
+    assert not runtime.cpu_has_amx() and not runtime.cpu_has_native_bf16()

@@ -19,7 +19,7 @@ from .choices import PRECISIONS
 from .errors import UserError
 
 __all__ = ["PRECISIONS", "resolve_device", "resolve_precision", "precision_name", "autocast", "cpu_has_native_bf16",
-           "has_depthwise_conv", "MATMUL_CONV_MAX_HW", "MatmulConv2d", "use_matmul_convs"]
+           "cpu_has_amx", "has_depthwise_conv", "MATMUL_CONV_MAX_HW", "MatmulConv2d", "use_matmul_convs"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -35,13 +35,22 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 matrix work runs natively (and fast) on this CPU."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpu_flags()
     return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def cpu_has_amx() -> bool:
+    """AMX (Intel's tile matrix unit, Sapphire Rapids and later): bf16 matrix products run several times faster."""
+    return " amx_bf16" in _cpu_flags()
 
 
 def has_depthwise_conv(model: nn.Module) -> bool:
@@ -93,8 +102,12 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
 # over the spatial positions and lose most of their speed when a feature map has only a handful: on the 2-core
 # Xeon (AMX), a 512 -> 512 3x3 convolution on 64 x 2 x 2 maps takes 24.5 ms forward + backward in bf16 and 37 ms
 # in fp32, as patches @ weight 3.8 and 11.5 ms (benchmarks/small_conv.py, benchmarks/RESULTS.md). The matrix
-# product wins up to these output sizes (H_out x W_out) per compute dtype and loses beyond them.
-MATMUL_CONV_MAX_HW = {torch.bfloat16: 16, torch.float32: 4}
+# product wins up to these output sizes (H_out x W_out) per compute dtype and loses beyond them. Where bf16
+# products run on AMX they win up to 4 x 4 maps (1.3-1.8x there); on AVX512-BF16 alone (the Zen 4) they win at
+# 2 x 2 (1.6-2.9x) and lose at 4 x 4 (0.70x for 3x3 kernels), so bf16 gets 16 positions with AMX and 4 without.
+MATMUL_CONV_MAX_HW_BY_CPU = {"amx": {torch.bfloat16: 16, torch.float32: 4},
+                             "no_amx": {torch.bfloat16: 4, torch.float32: 4}}
+MATMUL_CONV_MAX_HW = MATMUL_CONV_MAX_HW_BY_CPU["amx" if cpu_has_amx() else "no_amx"]
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
