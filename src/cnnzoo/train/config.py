@@ -130,6 +130,9 @@ class TrainConfig:
     # CPU: convolutions with at most a few output positions (runtime.MATMUL_CONV_MAX_HW) as one matrix product of
     # their patches (runtime.use_matmul_convs), where oneDNN's convolutions are slow; the weights are unchanged.
     matmul_conv: bool = True
+    # CPU: the batch split over this many model replicas, each stepping its share in its own thread on its share
+    # of the cores (cnnzoo.train.replicas; BatchNorm per share, as over DDP ranks). 1: off.
+    replicas: int = 1
     grad_clip: Optional[float] = None  # max global gradient norm
     compile: bool = False  # torch.compile the model
     cudnn_benchmark: bool = True  # CUDA: time cuDNN's algorithms for each new shape (slower first steps)
@@ -392,6 +395,10 @@ def validate(cfg: Config) -> Config:
         need(isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0,
              f"train.freeze_after maps a parameter wildcard to a number of epochs (an integer >= 0); "
              f"{pattern!r} has {epochs!r}")
+    need(cfg.train.replicas >= 1, f"train.replicas is a number of model replicas, at least 1, got {cfg.train.replicas}")
+    need(cfg.train.replicas == 1 or not (cfg.optim.sam or cfg.train.compile),
+         "train.replicas > 1 steps plain replicas in threads: it does not combine with optim.sam or train.compile; "
+         "set train.replicas=1")
     cfg.data.augment.validate()
     return cfg
 

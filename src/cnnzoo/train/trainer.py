@@ -43,6 +43,7 @@ from .losses import classification_loss, target_classes
 from .optim import (SAM, Lookahead, bn_stats_frozen, build_optimizer, lr_factor, param_groups, plateau_factor,
                     plateau_steps, set_lr)
 from .progressive import ProgressiveResize
+from .replicas import ThreadReplicas
 
 __all__ = ["fit", "prepare_run_dir", "TrainingDiverged", "Interrupted", "Splits", "Loaders", "load_splits",
            "build_model", "build_loaders", "data_init_images", "build_optimizer_and_ema"]
@@ -278,6 +279,7 @@ class Trainer:
 
     lookahead: Optional[Lookahead] = None  # train.lookahead (setup); a step made without setup has none
     resizer: Optional[ProgressiveResize] = None  # train.progressive_scale < 1 (setup)
+    replicas: Optional[ThreadReplicas] = None  # train.replicas > 1 (setup)
 
     def __init__(self, cfg: Config, run_dir: RunDir, resume: bool = False,
                  log: Callable[[str], None] = print) -> None:
@@ -303,6 +305,9 @@ class Trainer:
         self.wall_before = 0.0  # wall seconds of the processes before a resume
         self.device = dist.device_for_rank(resolve_device(cfg.train.device))
         _seed_and_backends(cfg, self.device)
+        if cfg.train.replicas > 1 and (self.device.type != "cpu" or self.world > 1):
+            raise UserError(f"train.replicas splits each batch over the CPU's cores in one process; on "
+                            f"{'several ranks' if self.world > 1 else self.device} set train.replicas=1")
         if cfg.train.precision == "fp16":
             resolve_precision("fp16", self.device)  # an fp16 request on the CPU fails before any data is read
 
@@ -355,6 +360,7 @@ class Trainer:
                                              cfg.train.progressive_finetune, cfg.train.progressive_increment,
                                              min_input_side(model))
             self.log(self.resizer.describe())
+        self.replicas = ThreadReplicas(model, cfg.train.replicas) if cfg.train.replicas > 1 else None
         # What the step calls: the model, wrapped for DDP and compiled as asked.
         self.step_model = torch.compile(ddp_model) if cfg.train.compile else ddp_model
 
@@ -416,6 +422,9 @@ class Trainer:
         batch = f"batch {loaders.train.batch_size}"
         if self.world > 1:
             batch += f" x {self.world} ranks = {loaders.train.batch_size * self.world} global"
+        if self.replicas is not None:
+            r = self.replicas
+            batch += f" over {r.n} replicas x {r.threads} thread{'s' * (r.threads > 1)}"
         # The counts an epoch uses: what drop_last (and a last batch of one, or the ranks' equal shares) leaves out.
         used, total = loaders.train.num_samples * self.world, len(self.splits.train)
         train = f"{used:,} train"
@@ -541,6 +550,10 @@ class Trainer:
 
     def _backward(self, x: torch.Tensor, y: torch.Tensor, sync: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
         """Forward (autocast), loss, fresh gradients by backward (scaled for fp16); returns (loss, logits)."""
+        if self.replicas is not None:
+            ls, aux = self.cfg.train.label_smoothing, self.aux_weight
+            return self.replicas.backward(x, y, lambda m, xb, yb: classification_loss(m(xb), yb, ls, aux),
+                                          lambda: autocast(self.device, self.amp_dtype))
         no_sync = getattr(self.step_model, "no_sync", None)
         with contextlib.nullcontext() if sync or no_sync is None else no_sync():
             with autocast(self.device, self.amp_dtype):
@@ -596,21 +609,22 @@ class Trainer:
         lr = cfg.optim.lr * lr_factor(max(self.step - 1, 0), self.steps_per_epoch, cfg.train.epochs, cfg.schedule,
                                       plateau)
         t0, seen = time.perf_counter(), 0
-        # A resumed epoch starts at batch `skip`: order and augmentation are seeded per (epoch, batch).
-        for i, (x, y) in enumerate(loader, start=skip):
-            lr = set_lr(self.optimizer, cfg.optim.lr,
-                        lr_factor(self.step, self.steps_per_epoch, cfg.train.epochs, cfg.schedule, plateau))
-            if self.resizer is not None:
-                x = self.resizer(x, self.step)
-            self.train_step(x, y)
-            self.step += 1
-            self.batch_in_epoch = i + 1
-            seen += y.numel()
-            self._show_progress(i, lr, seen, t0, sync_every)
-            if _STEP_DELAY:
-                time.sleep(_STEP_DELAY)
-            if self._stop_agreed() is not None:
-                self._stop_mid_epoch(t0)
+        with self.replicas.stepping() if self.replicas is not None else contextlib.nullcontext():
+            # A resumed epoch starts at batch `skip`: order and augmentation are seeded per (epoch, batch).
+            for i, (x, y) in enumerate(loader, start=skip):
+                lr = set_lr(self.optimizer, cfg.optim.lr,
+                            lr_factor(self.step, self.steps_per_epoch, cfg.train.epochs, cfg.schedule, plateau))
+                if self.resizer is not None:
+                    x = self.resizer(x, self.step)
+                self.train_step(x, y)
+                self.step += 1
+                self.batch_in_epoch = i + 1
+                seen += y.numel()
+                self._show_progress(i, lr, seen, t0, sync_every)
+                if _STEP_DELAY:
+                    time.sleep(_STEP_DELAY)
+                if self._stop_agreed() is not None:
+                    self._stop_mid_epoch(t0)
         self.progress.close()
         self._check_finite(lr)
         secs = time.perf_counter() - t0
@@ -665,6 +679,8 @@ class Trainer:
                 signal.signal(s, h)
             if self.writer is not None:
                 self.writer.close()
+            if self.replicas is not None:
+                self.replicas.close()
         return self._finish()
 
     def _track_best(self, row: Dict[str, Any]) -> None:
