@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -303,6 +304,16 @@ def interrupt_at(monkeypatch, cfg: Config, n: int) -> None:
     assert RunDir(cfg.run.output).latest_checkpoint().name == f"step-{n:08d}"
 
 
+def assert_resumes_exactly(monkeypatch, config: Callable[[], Config], full: Path, n: int) -> None:
+    """``config()`` (a fresh Config each call) stopped after step ``n`` and resumed ends with the weights of the
+    uninterrupted run in ``full``."""
+    interrupt_at(monkeypatch, config(), n)
+    part = Path(config().run.output)
+    fit(config(), resume=str(part), log=lambda line: None)
+    a, b = weights(full), weights(part)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_an_interrupted_lookahead_run_resumes_bit_for_bit(method_run, tmp_path, monkeypatch):
     """Stopped inside epoch 2 (after the stem bias froze, between two lookahead updates), then resumed: the
     weights and the epochs' numbers are the uninterrupted run's."""
@@ -314,10 +325,7 @@ def test_an_interrupted_lookahead_run_resumes_bit_for_bit(method_run, tmp_path, 
         cfg.run.output = str(part)
         return cfg
 
-    interrupt_at(monkeypatch, config(), 13)
-    fit(config(), resume=str(part), log=lambda line: None)
-    a, b = weights(full), weights(part)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resumes_exactly(monkeypatch, config, full, 13)
     columns = lambda run: [r.split(",")[:6] for r in (run / "metrics.csv").read_text().splitlines()]  # noqa: E731
     assert columns(full) == columns(part)
 

@@ -14,7 +14,7 @@ from cnnzoo.io import RunDir
 from cnnzoo.train.config import Config, apply_overrides, load_config, validate
 from cnnzoo.train.replicas import ThreadReplicas, threads_per_replica
 from cnnzoo.train.trainer import Trainer, fit
-from test_method import interrupt_at, weights
+from test_method import assert_resumes_exactly, weights
 
 
 def loss_fn(m, x, y):
@@ -159,12 +159,9 @@ def test_a_replicated_run_trains_says_so_and_repeats_exactly(tmp_path):
 
 
 def test_an_interrupted_replicated_run_resumes_bit_for_bit(tmp_path, monkeypatch):
-    full, part = tmp_path / "full", tmp_path / "part"
+    full = tmp_path / "full"
     fit(tiny(full), log=lambda line: None)
-    interrupt_at(monkeypatch, tiny(part), 20)
-    fit(tiny(part), resume=str(part), log=lambda line: None)
-    a, b = weights(full), weights(part)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resumes_exactly(monkeypatch, lambda: tiny(tmp_path / "part"), full, 20)
 
 
 @pytest.mark.parametrize("overrides,message", [

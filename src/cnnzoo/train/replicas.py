@@ -2,10 +2,11 @@
 
 A small network's convolutions do not split well over two cores: on the 2-core Zen 4, airbench_cpu's step at
 batch 256 runs 1.20x faster as two half batches on two threads, one core each, than as one batch on both cores,
-and the fast recipe's whole run 1.08-1.13x (benchmarks/replicas_step.py, benchmarks/RESULTS.md). :class:`ThreadReplicas` does that inside the trainer's step: the batch is cut into
-``n`` chunks, chunk ``i`` runs forward and backward on replica ``i`` in worker thread ``i`` (replica 0 is the
-model itself, the others are copies whose parameters and buffers are set from it before each step), and the
-gradients are summed into the model's in replica order, so a run is reproducible bit for bit. Each chunk's loss
+and the fast recipe's whole run 1.08-1.13x (benchmarks/replicas_step.py, benchmarks/RESULTS.md).
+:class:`ThreadReplicas` does that inside the trainer's step: the batch is cut into ``n`` chunks, chunk ``i``
+runs forward and backward on replica ``i`` in worker thread ``i`` (replica 0 is the model itself, the others
+are copies whose parameters and buffers are set from it before each step), and the gradients are summed into
+the model's in replica order, so a run is reproducible bit for bit. Each chunk's loss
 is weighted by its share of the batch, so the summed gradient is the whole batch's mean gradient.
 
 As with DDP over ranks, BatchNorm normalises each chunk by its own statistics (ghost batches of
@@ -29,8 +30,11 @@ __all__ = ["ThreadReplicas", "threads_per_replica"]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
 
 
-def _tracks_stats(m: nn.Module) -> bool:
-    return isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None
+def _running_stats(model: nn.Module) -> List[torch.Tensor]:
+    """Every BatchNorm's running mean and variance in ``model``, in module order."""
+    return [getattr(m, stat) for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None
+            for stat in ("running_mean", "running_var")]
 
 
 def threads_per_replica(replicas: int, threads: Optional[int] = None) -> int:
@@ -61,10 +65,8 @@ class ThreadReplicas:
         self._copy_params = [list(c.parameters()) for c in self.copies]
         self._copy_buffers = [list(c.buffers()) for c in self.copies]
         self._copy_modules = [list(c.modules()) for c in self.copies]
-        self._bn_stats = [getattr(m, stat) for m in self._modules if _tracks_stats(m)
-                          for stat in ("running_mean", "running_var")]
-        self._copy_bn_stats = [[getattr(m, stat) for m in c.modules() if _tracks_stats(m)
-                                for stat in ("running_mean", "running_var")] for c in self.copies]
+        self._bn_stats = _running_stats(model)
+        self._copy_bn_stats = [_running_stats(c) for c in self.copies]
         self._pool = ThreadPoolExecutor(n, thread_name_prefix="cnnzoo-replica",
                                         initializer=torch.set_num_threads, initargs=(self.threads,))
 
@@ -126,7 +128,7 @@ class ThreadReplicas:
         each worker inside ``context()`` (autocast, which is per thread). Returns the batch's mean loss and
         the logits, in batch order. A batch smaller than ``n`` runs on as many replicas as it has images."""
         self._sync_copies()
-        for p in self.model.parameters():
+        for p in self._params:
             p.grad = None
         xs, ys = x.tensor_split(self.n), y.tensor_split(self.n)
         total = x.shape[0]
