@@ -5,7 +5,8 @@ augmentation and TTA are the file's; only the subset and the epoch count are ove
 Measured: fast_fashion-mnist (ReLU, whitened frozen stem, as the recipe now is) 12 epochs, 2.0 s of training on the
 2-core AMD EPYC VM: 0.8068 test top-1 (seed 0, bf16; 2026-12-04); before the whitened stem, 0.8019 (seed 0, bf16) and
 0.7890 (seed 1, fp32) on the Intel Xeon VM (2026-12-03); fast94_fashion-mnist 8 epochs on the
-2-core AMD EPYC VM, ~5.5 s of training and 6.5 s of six-view test pass: 0.7807 and 0.7797 (seeds 0, 1). The
+2-core AMD EPYC VM, 3.7 s of training and 6.0 s of six-view test pass: 0.7810 (seed 0, whitened frozen stem,
+2026-12-04; 0.7807 and 0.7797 for seeds 0, 1 before it). The
 floors, 0.70, sit below these and far above chance (0.10), so a recipe whose settings stop it learning fails here
 before anyone times it. The GPU recipe (configs/fast_fashion-mnist_gpu.yaml, batch 1024) is not here: 2,000
 images are two of its steps an epoch, and it stayed at chance in 3 epochs of the subset on the CPU."""
