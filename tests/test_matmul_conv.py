@@ -139,9 +139,17 @@ def test_thresholds_follow_the_cpu(monkeypatch):
     assert MATMUL_CONV_MAX_HW == want
     assert runtime.MATMUL_CONV_MAX_HW_BY_CPU["amx"][torch.bfloat16] == 16
     assert runtime.MATMUL_CONV_MAX_HW_BY_CPU["no_amx"] == {torch.bfloat16: 4, torch.float32: 4}
-    monkeypatch.setattr(runtime, "_cpu_flags", lambda: "flags : fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: "flags : fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
     assert runtime.cpu_has_amx() and runtime.cpu_has_native_bf16()
-    monkeypatch.setattr(runtime, "_cpu_flags", lambda: "flags : fpu avx512f avx512_bf16\n")
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: "flags : fpu avx512f avx512_bf16\n")
     assert not runtime.cpu_has_amx() and runtime.cpu_has_native_bf16()
-    monkeypatch.setattr(runtime, "_cpu_flags", lambda: "")
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: "")
     assert not runtime.cpu_has_amx() and not runtime.cpu_has_native_bf16()
+
+
+def test_cpu_model_name_from_the_one_cpuinfo_read(monkeypatch):
+    # the benchmark's "cpu" entry and the flags above come from one read of /proc/cpuinfo
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t: fpu\n")
+    assert runtime.cpu_model_name() == "AMD EPYC 9R14"
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: "")
+    assert runtime.cpu_model_name() is None

@@ -63,7 +63,7 @@ from .choices import BENCH_PRECISIONS
 from .errors import UserError
 from .io import Progress
 from .registry import list_models
-from .runtime import autocast, precision_name, resolve_device, resolve_precision, use_matmul_convs
+from .runtime import autocast, cpu_model_name, precision_name, resolve_device, resolve_precision, use_matmul_convs
 from .train.losses import classification_loss
 from .train.optim import fused_kwargs
 
@@ -295,14 +295,8 @@ def _env(device: torch.device) -> Dict[str, Any]:
         pass
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
-    else:
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    env["cpu"] = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
+    elif cpu_model_name() is not None:
+        env["cpu"] = cpu_model_name()
     return env
 
 

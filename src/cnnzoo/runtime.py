@@ -8,6 +8,7 @@ deciding themselves. :data:`PRECISIONS` is the one list of precision choices (co
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +20,7 @@ from .choices import PRECISIONS
 from .errors import UserError
 
 __all__ = ["PRECISIONS", "resolve_device", "resolve_precision", "precision_name", "autocast", "cpu_has_native_bf16",
-           "cpu_has_amx", "has_depthwise_conv", "MATMUL_CONV_MAX_HW", "MatmulConv2d", "use_matmul_convs"]
+           "cpu_has_amx", "cpu_model_name", "has_depthwise_conv", "MATMUL_CONV_MAX_HW", "MatmulConv2d", "use_matmul_convs"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -35,7 +36,9 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def _cpu_flags() -> str:
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> str:
+    """/proc/cpuinfo, read once a process ("" where there is none)."""
     try:
         return Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -44,13 +47,21 @@ def _cpu_flags() -> str:
 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 matrix work runs natively (and fast) on this CPU."""
-    flags = _cpu_flags()
+    flags = _cpuinfo()
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def cpu_has_amx() -> bool:
     """AMX (Intel's tile matrix unit, Sapphire Rapids and later): bf16 matrix products run several times faster."""
-    return " amx_bf16" in _cpu_flags()
+    return " amx_bf16" in _cpuinfo()
+
+
+def cpu_model_name() -> Optional[str]:
+    """The CPU's model name from /proc/cpuinfo ("AMD EPYC ..."), or None where it does not say."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return None
 
 
 def has_depthwise_conv(model: nn.Module) -> bool:
