@@ -295,8 +295,8 @@ def _env(device: torch.device) -> Dict[str, Any]:
         pass
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
-    elif cpu_model_name() is not None:
-        env["cpu"] = cpu_model_name()
+    elif (cpu := cpu_model_name()) is not None:
+        env["cpu"] = cpu
     return env
 
 

@@ -20,7 +20,8 @@ from .choices import PRECISIONS
 from .errors import UserError
 
 __all__ = ["PRECISIONS", "resolve_device", "resolve_precision", "precision_name", "autocast", "cpu_has_native_bf16",
-           "cpu_has_amx", "cpu_model_name", "has_depthwise_conv", "MATMUL_CONV_MAX_HW", "MatmulConv2d", "use_matmul_convs"]
+           "cpu_has_amx", "cpu_model_name", "has_depthwise_conv", "MATMUL_CONV_MAX_HW", "MatmulConv2d",
+           "use_matmul_convs"]
 
 
 def resolve_device(name: str) -> torch.device:
