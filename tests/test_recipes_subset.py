@@ -17,9 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
+from cnnzoo.io import RunDir
 from cnnzoo.train.config import load_config
-from cnnzoo.train.trainer import fit
+from cnnzoo.train.trainer import Trainer, fit
 from conftest import needs_fashion
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -38,3 +40,31 @@ def test_recipe_learns_on_a_2000_image_subset(recipe, tmp_path):
     results = fit(cfg)
     assert results["epochs"] == epochs
     assert results["test_top1"] >= floor, (recipe, results["test_top1"])
+
+
+
+@needs_fashion
+@pytest.mark.parametrize("recipe", sorted(SUBSET))
+def test_recipe_trains_nothing_below_group_1(recipe, tmp_path):
+    """The recipes' speed rests on their stem being frozen whole from the first step (its weight by the whitening
+    hook, its bias by train.freeze_after): then no gradient flows below group 1 and autograd skips group 1's input
+    gradient (1.10x the step, benchmarks/RESULTS.md). A recipe edit that lets any stem parameter train fails here:
+    after a real training step every stem parameter is unchanged and has no gradient, and group 1 has trained."""
+    cfg = load_config(str(CONFIGS / recipe), {"data.per_class": 200, "run.output": str(tmp_path / "run"),
+                                              "run.progress": "none", "run.tensorboard": False})
+    trainer = Trainer(cfg, RunDir(cfg.run.output), log=lambda line: None)
+    trainer.setup()
+    named = dict(trainer.model.named_parameters())
+    stem = sorted(n for n in named if n.startswith("stem."))
+    assert stem, sorted(named)[:3]
+    assert [n for n in stem if named[n].requires_grad] == []
+    trainable = [n for n, p in named.items() if p.requires_grad]
+    assert trainable and trainable[0].startswith("layers.0."), trainable[:3]
+    before = {n: p.detach().clone() for n, p in named.items()}
+
+    trainer.model.train()
+    trainer.loaders.train.set_epoch(0)
+    x, y = next(iter(trainer.loaders.train))
+    trainer.train_step(x, y)
+    assert [n for n in stem if named[n].grad is not None or not torch.equal(named[n], before[n])] == []
+    assert not torch.equal(named[trainable[0]], before[trainable[0]])
