@@ -175,6 +175,43 @@ def _after_first_epoch(p: subprocess.Popen) -> None:
     raise AssertionError(p.communicate()[1][-3000:])
 
 
+def _two_rank_trainer(monkeypatch, tmp_path, **overrides):
+    """A Trainer that believes it is one of 2 ranks (no process group: nothing is sent); DDP's wrap recorded."""
+    from cnnzoo.train import distributed as dist
+    from cnnzoo.train.config import load_config
+    from cnnzoo.train.trainer import Trainer
+
+    monkeypatch.setattr(dist, "world_size", lambda: 2)
+    wrapped = []
+    monkeypatch.setattr(dist, "wrap", lambda model, device, sync_bn=False: wrapped.append(sync_bn) or model)
+    cfg = load_config(None, {"model.name": "resnet20", "data.name": "digits", "train.epochs": 1,
+                             "run.output": str(tmp_path / "run"), "run.progress": "none", **overrides})
+    lines = []
+    return Trainer(cfg, RunDir(cfg.run.output), log=lines.append), wrapped, lines
+
+
+def test_sync_bn_on_cpu_ranks_is_one_line_before_any_data(monkeypatch, tmp_path):
+    """PyTorch's SyncBatchNorm raises in the first forward on the CPU ("only work with GPU modules", once a rank,
+    after the data is read): the trainer says so first, with what to set."""
+    from cnnzoo.errors import UserError
+
+    trainer, wrapped, _ = _two_rank_trainer(monkeypatch, tmp_path, **{"train.sync_bn": True})
+    with pytest.raises(UserError, match=r"train\.sync_bn.*GPUs only.*set train\.sync_bn=false"):
+        trainer.setup()
+    assert wrapped == [] and not hasattr(trainer, "splits")
+
+
+def test_sync_bn_leaves_frozen_batchnorm_alone(monkeypatch, tmp_path):
+    """model.freeze_bn keeps BatchNorm in eval mode through forward hooks that SyncBatchNorm's new modules would not
+    have: with both set, the BatchNorm layers are not converted (frozen statistics need no synchronising)."""
+    trainer, wrapped, lines = _two_rank_trainer(monkeypatch, tmp_path, **{"train.sync_bn": True,
+                                                                         "model.freeze_bn": True})
+    trainer.setup()
+    assert wrapped == [False]
+    assert any("nothing to synchronise" in line for line in lines), lines
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.model.modules())
+
+
 def test_sigterm_to_a_ddp_run_stops_every_worker_and_resumes_exactly(tmp_path):
     """SIGTERM to `cnnzoo train --nproc 2`: both workers checkpoint after the same step and exit; none is left
     running; the resumed run's weights are bit-identical to an uninterrupted two-process run."""

@@ -308,6 +308,11 @@ class Trainer:
         if cfg.train.replicas > 1 and (self.device.type != "cpu" or self.world > 1):
             raise UserError(f"train.replicas splits each batch over the CPU's cores in one process; on "
                             f"{'several ranks' if self.world > 1 else self.device} set train.replicas=1")
+        # SyncBatchNorm is made of new modules, without freeze_bn's hooks; frozen statistics need no synchronising.
+        sync_bn = cfg.train.sync_bn and not cfg.model.freeze_bn and self.world > 1
+        if sync_bn and self.device.type == "cpu":
+            raise UserError("train.sync_bn: PyTorch's SyncBatchNorm runs on GPUs only; on the CPU set "
+                            "train.sync_bn=false (each rank then normalises with its own batch's statistics)")
         if cfg.train.precision == "fp16":
             resolve_precision("fp16", self.device)  # an fp16 request on the CPU fails before any data is read
 
@@ -350,7 +355,9 @@ class Trainer:
         if cfg.model.data_init:
             self._init_from_data()
 
-        ddp_model = dist.wrap(model, self.device, cfg.train.sync_bn)
+        if cfg.train.sync_bn and cfg.model.freeze_bn and self.world > 1:
+            self.log("train.sync_bn: nothing to synchronise, model.freeze_bn keeps every BatchNorm's statistics")
+        ddp_model = dist.wrap(model, self.device, sync_bn)
         self.optimizer, self.scaler, self.ema = build_optimizer_and_ema(cfg, model, lr_scale, self.amp_dtype)
         self.lookahead = (Lookahead(model, cfg.train.lookahead_every, cfg.train.lookahead_decay,
                                     self.steps_per_epoch * cfg.train.epochs) if cfg.train.lookahead else None)
