@@ -153,6 +153,21 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path):
         torch.testing.assert_close(wa[k], wb[k], atol=2e-4, rtol=1e-3)
 
 
+def test_ddp_ranks_end_identical_with_batchnorm(tmp_path):
+    """Each rank's BatchNorm updates its running statistics from its own batches; the trainer gives every rank
+    rank 0's after each epoch, so the ranks validate and end on one model (ranks_identical was false for every
+    network with BatchNorm before) and the validation accuracy rank 0 logs is the saved model's."""
+    out = tmp_path / "bn"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "cnnzoo", "train", "--model", "resnet20",
+           "--data", "digits", "--epochs", "1", "--batch-size", "32", "--no-progress", "--precision", "fp32",
+           "--set", "run.tensorboard=false", "--output", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(ENV, OMP_NUM_THREADS="1"), timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["world_size"] == 2 and res["ranks_identical"] is True
+
+
 DDP = [*BASE[:5], "--epochs", "4", *BASE[7:], "--nproc", "2"]
 
 

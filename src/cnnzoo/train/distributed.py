@@ -12,14 +12,14 @@ import signal
 import subprocess
 import sys
 import time
-from typing import List, Optional
+from typing import Iterable, List, Optional
 
 import torch
 import torch.distributed as tdist
 from torch import nn
 
 __all__ = ["init_from_env", "is_distributed", "rank", "world_size", "device_for_rank", "wrap", "all_reduce_sum",
-           "params_identical", "barrier", "agreed_signal", "launch"]
+           "broadcast_from_rank0", "params_identical", "barrier", "agreed_signal", "launch"]
 
 
 def is_distributed() -> bool:
@@ -65,6 +65,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
         t = t.clone()
         tdist.all_reduce(t)
     return t
+
+
+def broadcast_from_rank0(tensors: Iterable[torch.Tensor]) -> None:
+    """Rank 0's values into every rank's tensors, in place; nothing in one process."""
+    if is_distributed():
+        for t in tensors:
+            tdist.broadcast(t, src=0)
 
 
 def params_identical(model: nn.Module) -> bool:

@@ -663,7 +663,9 @@ class Trainer:
             signal.signal(s, handler)
         try:
             while self.epoch < cfg.train.epochs:
-                row = {"epoch": self.epoch + 1, **self.train_epoch(), **self.validate()}
+                trained = self.train_epoch()
+                self._share_rank0_statistics()
+                row = {"epoch": self.epoch + 1, **trained, **self.validate()}
                 self.history.append(row)
                 self.epoch += 1
                 self.batch_in_epoch = 0
@@ -689,6 +691,20 @@ class Trainer:
             if self.replicas is not None:
                 self.replicas.close()
         return self._finish()
+
+    def _share_rank0_statistics(self) -> None:
+        """DDP keeps the ranks' parameters equal, but each rank's BatchNorm updates its running statistics from its
+        own batches (DDP copies rank 0's in before the next forward). After an epoch every rank takes rank 0's
+        buffers (the EMA's and the lookahead's slow copy too), so that the ranks validate, decide (best epoch,
+        plateau, early stop) and end on the same model, the one rank 0 saves."""
+        if self.world == 1:
+            return
+        tensors = list(self.model.buffers())
+        if self.ema is not None:
+            tensors += list(self.ema.module.buffers())
+        if self.lookahead is not None:
+            tensors += list(self.lookahead.slow.values())
+        dist.broadcast_from_rank0(tensors)
 
     def _track_best(self, row: Dict[str, Any]) -> None:
         """A better validation accuracy: remember the epoch and write its weights to ``checkpoints/best/``.
