@@ -63,7 +63,8 @@ from .choices import BENCH_PRECISIONS
 from .errors import UserError
 from .io import Progress
 from .registry import list_models
-from .runtime import autocast, cpu_model_name, precision_name, resolve_device, resolve_precision, use_matmul_convs
+from .runtime import (autocast, cpu_has_native_bf16, cpu_model_name, precision_name, precision_note, resolve_device,
+                      resolve_precision, use_matmul_convs)
 from .train.losses import classification_loss
 from .train.optim import fused_kwargs
 
@@ -302,8 +303,13 @@ def _env(device: torch.device) -> Dict[str, Any]:
 
 def gemm_peak(device: torch.device, dtype: Optional[torch.dtype]) -> float:
     """GFLOP/s of the fastest of :data:`PEAK_REPEATS` ``PEAK_GEMM`` x ``PEAK_GEMM`` matrix products in ``dtype``
-    (``None``: fp32) on ``device``, after one untimed product; measured once per process and (device, dtype)."""
+    (``None``: fp32) on ``device``, after one untimed product; measured once per process and (device, dtype).
+
+    bf16 on a CPU without native bf16 (AVX512-BF16 or AMX) is fp32's product: PyTorch emulates bf16 there on the
+    fp32 units (a 2048 x 2048 bf16 product took about a minute on a Zen 3, 0.3 GFLOP/s, against 185 in fp32)."""
     dtype = dtype or torch.float32
+    if dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_native_bf16():
+        dtype = torch.float32  # emulated bf16 computes on the fp32 units: their product is the ceiling
     key = (str(device), str(dtype))
     if key not in _PEAKS:
         g = torch.Generator().manual_seed(0)
@@ -408,6 +414,9 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
     with torch.device("meta"):  # no memory, no init: the precision choice and the parameter checks
         meta_model = build_ours()
         amp = resolve_precision(precision, dev, meta_model)
+        emulated = precision_note(precision, dev)
+        if emulated:
+            notes.append(emulated)
         aux_weight = float(getattr(meta_model, "aux_weight", 0.0))  # the trainer's weight, on both sides alike
         params = sum(p.numel() for p in meta_model.parameters() if p.requires_grad)
         flops = 2 * count_macs(meta_model, (1, c, h, w))  # one image's forward; torchvision's twin is the same network
@@ -529,6 +538,8 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
         result["baselines"] = base
     result["peak_gflops"] = peak_of
     result["peak"] = "given (--peak-gflops)" if peak_gflops else f"measured: best {PEAK_GEMM}x{PEAK_GEMM} matmul"
+    if not peak_gflops and "bf16" in peak_of and dev.type == "cpu" and not cpu_has_native_bf16():
+        result["peak"] += " (bf16's is fp32's: this CPU emulates bf16 on its fp32 units)"
     return result
 
 

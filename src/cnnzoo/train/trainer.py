@@ -33,7 +33,8 @@ from ..errors import UserError
 from ..hub import IMAGENET_MEAN, IMAGENET_STD, weights_preprocessing
 from ..io import (Progress, RunDir, is_weights_spec, load_weights, read_weights_meta, save_weights, storage_error,
                   write_text)
-from ..runtime import autocast, precision_name, resolve_device, resolve_precision, use_matmul_convs
+from ..runtime import (autocast, precision_name, precision_note, resolve_device, resolve_precision,
+                       use_matmul_convs)
 from . import distributed as dist
 from .config import Config, config_to_dict, load_config, resume_conflicts
 from .evaluate import evaluate
@@ -328,6 +329,9 @@ class Trainer:
 
         model, lr_scale = build_model(cfg, self.splits, plan, self.log, resuming=self.resume)
         self.amp_dtype = resolve_precision(cfg.train.precision, self.device, model)
+        emulated = precision_note(cfg.train.precision, self.device)
+        if emulated:
+            self.log(emulated)
         self.aux_weight = cfg.train.aux_weight if cfg.train.aux_weight is not None else getattr(model, "aux_weight", 0.0)
         self.in_chans = model.in_chans
         model = model.to(self.device)
