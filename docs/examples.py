@@ -36,7 +36,8 @@ the last ``--write``; the comparison sees ``<N>`` on both sides. Everything else
 Where an example needs what a machine may lack, it says so in ``needs`` and is skipped there:
 ``fashion-mnist`` (the files in /usr/share/datasets/fashion-mnist), ``onnx`` and ``skimage`` (the packages).
 Training outputs depend on the CPU (bf16 or fp32 under ``--precision auto``, and which kernels run) and on the
-thread count: their trained numbers and the precision word are volatile (``TRAINED``), the rest is checked.
+thread count: their trained numbers and the precision word are volatile (``TRAINED``), the rest is checked. The
+benchmark's precision words and the peaks it lists follow the CPU too (``BENCH_PRECISION``, ``BENCH_PEAK``).
 
 Not generated (too slow on a CPU, or they need Fashion-MNIST training or a GPU), so left as hand-made text:
 docs/compare.md's three Fashion-MNIST runs, docs/viz.md's bn_convnet pictures and errors, docs/export.md's
@@ -175,9 +176,11 @@ def numbers_on(lines: str, decimals_only: bool = False) -> Callable[[str], str]:
 # native bf16: --precision auto) and on the thread count: the trained numbers and the precision word are not the
 # command's to decide, the lines, their order and every other number are.
 TRAINED = [
+    (r"(non-finite at epoch \d+, step \d+ \(lr )[^)]+\)", r"\1<N>)"),  # where it diverges: bf16 and fp32 differ
     numbers_on(r"non-finite at epoch"),
     numbers_on(r"^epoch \d+/\d+\s|^test  top1|\btop1 \d|^ensemble|^\s+\d+\.\d+%", decimals_only=True),
     (r"(, cpu, |, cuda\S*, )(bf16|fp32|fp16)\b", r"\1<precision>"),
+    (r"(\(\d[\d,]* images, )(bf16|fp32|fp16)\)", r"\1<precision>)"),  # cnnzoo eval's count line
 ]
 
 
@@ -199,8 +202,12 @@ def ranked_classes(text: str) -> str:
 
 # A benchmark's machine line: the CPU's name and the library versions are not the command's to decide.
 BENCH_ENV = (r"^cpu \([^;\n]*; (\d+) threads?\), torch \S+, torchvision \S+;", r"cpu (<cpu>; \1 threads), torch <v>, torchvision <v>;")
-# The measured peak of the same line (a matrix product's best rate: as volatile as the timings).
-BENCH_PEAK = (r"(bf16|fp32) [\d,.]+ GFLOP/s", r"\1 <N> GFLOP/s")
+# The measured peaks of the same line (a matrix product's best rate: as volatile as the timings), one per precision
+# the variants ran in: which those are is the CPU's (auto: bf16 where it is native, fp32 elsewhere).
+BENCH_PEAK = (r"(peak measured: best \d+x\d+ matmul )\((?:(?:bf16|fp32|fp16) [\d,.]+ GFLOP/s(?:, )?)+\)",
+              r"\1(<precision> <N> GFLOP/s)")
+# Our variant's precision (and torchvision's given the same settings): auto's choice, the CPU's as above.
+BENCH_PRECISION = (r"\b(bf16|fp32|fp16)(, channels_last)", r"<precision>\2")
 
 
 # ------------------------------------------------------------------------------------------ the examples
@@ -317,11 +324,12 @@ EXAMPLES: List[Example] = [
     Example("benchmark-vs-torchvision", "docs/benchmark.md",
             [cmd("benchmark resnet18 --input 3x32x32 --batch-size 8 --repeats 3 --steps 2 --warmup 1 "
                  "--vs torchvision --threads 1")],
-            volatile=[numbers_on(r"^  (cnnzoo|torchvision) "), BENCH_ENV, BENCH_PEAK], squash_spaces=True),
+            volatile=[numbers_on(r"^  (cnnzoo|torchvision) "), BENCH_ENV, BENCH_PEAK, BENCH_PRECISION],
+            squash_spaces=True),
     Example("benchmark-small-markdown", "docs/benchmark.md",
             [cmd("benchmark lenet5 resnet18 --input 1x28x28 --batch-size 8 --repeats 3 --steps 2 --warmup 1 "
                  "--threads 1 -f markdown")],
-            volatile=[numbers_on(r"^\| `"), BENCH_ENV, BENCH_PEAK]),
+            volatile=[numbers_on(r"^\| `"), BENCH_ENV, BENCH_PEAK, BENCH_PRECISION]),
 ]
 
 BY_ID: Dict[str, Example] = {e.id: e for e in EXAMPLES}
