@@ -99,12 +99,13 @@ def resolve_precision(precision: str, device: torch.device, model: Optional[nn.M
 def precision_note(precision: str, device: torch.device) -> str:
     """A line for bf16 asked for on a CPU without native bf16, where PyTorch emulates its matrix work ('' else).
 
-    Measured on a 2-core AMD EPYC Zen 3 (AVX2, no AVX-512; benchmarks/RESULTS.md): airbench_cpu's training step
-    at 399 img/s in bf16 against 5,241 in fp32, which ``auto`` picks there.
+    Measured on a 2-core AMD EPYC Zen 3 (AVX2, no AVX-512; benchmarks/RESULTS.md): the training steps of lenet5,
+    airbench_cpu, resnet20, vgg11_bn and mobilenet_v2 ran 0.06-0.15x as fast in bf16 as in fp32, which ``auto``
+    picks there.
     """
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        return ("precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX) and emulates it, ~13x slower "
-                "than fp32 in a measured training step; precision auto picks fp32 here")
+        return ("precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX) and emulates it, 7-17x slower "
+                "than fp32 in measured training steps; precision auto picks fp32 here")
     return ""
 
 
