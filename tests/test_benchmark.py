@@ -13,7 +13,6 @@ import torch
 
 from cnnzoo.bench import Settings, benchmark
 from cnnzoo.cli import main
-from cnnzoo import bench as bench_mod
 from cnnzoo.runtime import cpu_has_native_bf16
 
 TINY = ["--repeats", "2", "--steps", "1", "--warmup", "1", "--threads", "1", "--batch-size", "4"]
@@ -165,7 +164,10 @@ def test_gemm_peak_is_a_positive_rate_measured_once():
 def test_the_bf16_peak_of_a_cpu_that_emulates_bf16_is_fp32s(monkeypatch, native):
     """Without AVX512-BF16 or AMX, PyTorch computes bf16 on the fp32 units (a 2048 x 2048 bf16 product took a
     minute on a Zen 3): the share of peak divides by fp32's product there, and the product is not timed in bf16."""
-    monkeypatch.setattr(bench_mod, "cpu_has_native_bf16", lambda: native)
+    from cnnzoo import bench as bench_mod
+    from cnnzoo import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
     monkeypatch.setattr(bench_mod, "PEAK_GEMM", 128)
     monkeypatch.setattr(bench_mod, "_PEAKS", {})
     cpu = torch.device("cpu")

@@ -42,7 +42,6 @@ def test_recipe_learns_on_a_2000_image_subset(recipe, tmp_path):
     assert results["test_top1"] >= floor, (recipe, results["test_top1"])
 
 
-
 @needs_fashion
 @pytest.mark.parametrize("recipe", sorted(SUBSET))
 def test_recipe_trains_nothing_below_group_1(recipe, tmp_path):

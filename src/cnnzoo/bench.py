@@ -63,7 +63,7 @@ from .choices import BENCH_PRECISIONS
 from .errors import UserError
 from .io import Progress
 from .registry import list_models
-from .runtime import (autocast, cpu_has_native_bf16, cpu_model_name, precision_name, precision_note, resolve_device,
+from .runtime import (autocast, bf16_emulated, cpu_model_name, precision_name, precision_note, resolve_device,
                       resolve_precision, use_matmul_convs)
 from .train.losses import classification_loss
 from .train.optim import fused_kwargs
@@ -308,7 +308,7 @@ def gemm_peak(device: torch.device, dtype: Optional[torch.dtype]) -> float:
     bf16 on a CPU without native bf16 (AVX512-BF16 or AMX) is fp32's product: PyTorch emulates bf16 there on the
     fp32 units (a 2048 x 2048 bf16 product took about a minute on a Zen 3, 0.3 GFLOP/s, against 185 in fp32)."""
     dtype = dtype or torch.float32
-    if dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_native_bf16():
+    if dtype == torch.bfloat16 and bf16_emulated(device):
         dtype = torch.float32  # emulated bf16 computes on the fp32 units: their product is the ceiling
     key = (str(device), str(dtype))
     if key not in _PEAKS:
@@ -538,7 +538,7 @@ def benchmark(name: str, *, batch: int = 64, input_size: Tuple[int, int, int] = 
         result["baselines"] = base
     result["peak_gflops"] = peak_of
     result["peak"] = "given (--peak-gflops)" if peak_gflops else f"measured: best {PEAK_GEMM}x{PEAK_GEMM} matmul"
-    if not peak_gflops and "bf16" in peak_of and dev.type == "cpu" and not cpu_has_native_bf16():
+    if not peak_gflops and "bf16" in peak_of and bf16_emulated(dev):
         result["peak"] += " (bf16's is fp32's: this CPU emulates bf16 on its fp32 units)"
     return result
 

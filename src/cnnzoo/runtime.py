@@ -20,7 +20,7 @@ from .choices import PRECISIONS
 from .errors import UserError
 
 __all__ = ["PRECISIONS", "resolve_device", "resolve_precision", "precision_note", "precision_name", "autocast",
-           "cpu_has_native_bf16", "cpu_has_amx", "cpu_model_name", "has_depthwise_conv", "MATMUL_CONV_MAX_HW",
+           "cpu_has_native_bf16", "bf16_emulated", "cpu_has_amx", "cpu_model_name", "has_depthwise_conv", "MATMUL_CONV_MAX_HW",
            "MatmulConv2d", "use_matmul_convs"]
 
 
@@ -50,6 +50,11 @@ def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 matrix work runs natively (and fast) on this CPU."""
     flags = _cpuinfo()
     return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def bf16_emulated(device: torch.device) -> bool:
+    """bf16 on ``device`` is emulated: a CPU without native bf16, where PyTorch computes it on the fp32 units."""
+    return device.type == "cpu" and not cpu_has_native_bf16()
 
 
 def cpu_has_amx() -> bool:
@@ -103,7 +108,7 @@ def precision_note(precision: str, device: torch.device) -> str:
     airbench_cpu, resnet20, vgg11_bn and mobilenet_v2 ran 0.06-0.15x as fast in bf16 as in fp32, which ``auto``
     picks there.
     """
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+    if precision == "bf16" and bf16_emulated(device):
         return ("precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX) and emulates it, 7-17x slower "
                 "than fp32 in measured training steps; precision auto picks fp32 here")
     return ""

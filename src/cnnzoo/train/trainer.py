@@ -359,7 +359,7 @@ class Trainer:
         if cfg.model.data_init:
             self._init_from_data()
 
-        if cfg.train.sync_bn and cfg.model.freeze_bn and self.world > 1:
+        if cfg.train.sync_bn and self.world > 1 and not sync_bn:
             self.log("train.sync_bn: nothing to synchronise, model.freeze_bn keeps every BatchNorm's statistics")
         ddp_model = dist.wrap(model, self.device, sync_bn)
         self.optimizer, self.scaler, self.ema = build_optimizer_and_ema(cfg, model, lr_scale, self.amp_dtype)
